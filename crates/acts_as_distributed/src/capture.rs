@@ -1,0 +1,334 @@
+//! The capture step behind each SeaORM hook. The macro forwards every hook here.
+//!
+//! - create: after SeaORM's INSERT, from the model it returns (database defaults included).
+//! - update: SeaORM's `after_save` cannot tell which columns were set, and state carried between
+//!   hooks gets mixed up between concurrent saves. So `before_save` runs the UPDATE itself, builds
+//!   the event from what that statement stored, and hands SeaORM an ActiveModel with nothing left
+//!   to write: SeaORM then only reads the row back. A failed UPDATE leaves no event.
+//! - destroy: `before_delete` reads the whole row (locked where the backend can), so the event
+//!   carries every attribute even when the ActiveModel held only the key; `after_delete`, which
+//!   runs only once the DELETE succeeded, writes the event.
+
+use crate::config::{OutsideTransaction, Settings, UnknownConnection};
+use crate::distribution::{DistributedEntity, render_id};
+use crate::event::{Action, NewEvent, insert_events};
+use crate::hooks::DistributedBehavior;
+use crate::scope::{self, Context};
+use crate::values::to_json;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, PrimaryKeyTrait, QuerySelect,
+    sea_query::FromValueTuple,
+};
+use serde_json::{Map, Value as Json};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+type ColumnOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Column;
+
+/// `ActiveModelBehavior::before_save` of a distributed entity.
+pub async fn before_save<A, C>(am: A, db: &C, insert: bool) -> Result<A, DbErr>
+where
+    A: DistributedBehavior + Send,
+    A::Entity: DistributedEntity,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    let am = <A as DistributedBehavior>::before_save(am, db, insert).await?;
+    let ctx = scope::current();
+    if ctx.disabled {
+        return Ok(am);
+    }
+    if insert {
+        check_connection::<A::Entity, C>(&ctx, db)?;
+        return Ok(am);
+    }
+    let dist = A::Entity::distribution();
+    let changed: Vec<ColumnOf<A>> = dist
+        .distributed_columns()
+        .iter()
+        .copied()
+        .filter(|c| am.get(*c).is_set())
+        .collect();
+    if changed.is_empty() {
+        // Nothing distributed changes: SeaORM saves as usual and no event is written.
+        return Ok(am);
+    }
+    check_connection::<A::Entity, C>(&ctx, db)?;
+
+    let (changes, distributed_id) = if db.support_returning() {
+        // One UPDATE .. RETURNING: the event carries exactly what this statement stored.
+        let model = A::Entity::update(am.clone()).exec(db).await?;
+        let changes = changed
+            .iter()
+            .map(|c| (c.as_str().to_owned(), to_json(&model.get(*c))))
+            .collect();
+        (changes, dist.id_of_model(&model))
+    } else {
+        // MySQL / MariaDB: no RETURNING, and reading the row back could see another writer's
+        // values. The event carries the values this statement sent.
+        A::Entity::update(am.clone())
+            .exec_without_returning(db)
+            .await?;
+        let changes: Map<String, Json> = changed
+            .iter()
+            .map(|c| (c.as_str().to_owned(), active_json(&am, *c)))
+            .collect();
+        (changes, id_of_active_model(&am, db).await?)
+    };
+    emit(
+        db,
+        &ctx,
+        new_event(
+            &ctx,
+            dist.type_name(),
+            distributed_id,
+            Action::Update,
+            changes,
+        ),
+    )
+    .await?;
+
+    // The row is written: leave SeaORM only the key, so it reads the row back instead of
+    // writing it a second time.
+    let mut am = am;
+    for col in ColumnOf::<A>::iter() {
+        if !is_primary::<A>(col) && am.get(col).is_set() {
+            am.not_set(col);
+        }
+    }
+    Ok(am)
+}
+
+/// `ActiveModelBehavior::after_save` of a distributed entity.
+pub async fn after_save<A, C>(model: ModelOf<A>, db: &C, insert: bool) -> Result<ModelOf<A>, DbErr>
+where
+    A: DistributedBehavior + Send,
+    A::Entity: DistributedEntity,
+    C: ConnectionTrait,
+{
+    if insert {
+        let ctx = scope::current();
+        if !ctx.disabled {
+            let dist = A::Entity::distribution();
+            let event = new_event(
+                &ctx,
+                dist.type_name(),
+                dist.id_of_model(&model),
+                Action::Create,
+                dist.attributes_of(&model),
+            );
+            emit(db, &ctx, event).await?;
+        }
+    }
+    <A as DistributedBehavior>::after_save(model, db, insert).await
+}
+
+/// `ActiveModelBehavior::before_delete` of a distributed entity.
+///
+/// Returns the whole row (every column `Unchanged`) when it exists, or the key alone marked `Set`
+/// when it does not: [`after_delete`] writes an event only for the first.
+pub async fn before_delete<A, C>(am: A, db: &C) -> Result<A, DbErr>
+where
+    A: DistributedBehavior + Send,
+    A::Entity: DistributedEntity,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    let mut am = <A as DistributedBehavior>::before_delete(am, db).await?;
+    let ctx = scope::current();
+    if ctx.disabled {
+        return Ok(am);
+    }
+    let Some(key) = am.get_primary_key_value() else {
+        // SeaORM reports the missing key itself.
+        return Ok(am);
+    };
+    check_connection::<A::Entity, C>(&ctx, db)?;
+    let key =
+        <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
+            key,
+        );
+    let mut find = A::Entity::find_by_id(key);
+    if db.get_database_backend() != DbBackend::Sqlite {
+        find = find.lock_exclusive();
+    }
+    match find.one(db).await? {
+        Some(row) => Ok(row.into_active_model()),
+        None => {
+            for col in ColumnOf::<A>::iter() {
+                if is_primary::<A>(col) {
+                    am.reset(col);
+                } else {
+                    am.not_set(col);
+                }
+            }
+            Ok(am)
+        }
+    }
+}
+
+/// `ActiveModelBehavior::after_delete` of a distributed entity.
+pub async fn after_delete<A, C>(am: A, db: &C) -> Result<A, DbErr>
+where
+    A: DistributedBehavior + Send,
+    A::Entity: DistributedEntity,
+    C: ConnectionTrait,
+{
+    let ctx = scope::current();
+    let found = <A::Entity as EntityTrait>::PrimaryKey::iter()
+        .all(|k| matches!(am.get(k.into_column()), ActiveValue::Unchanged(_)));
+    if !ctx.disabled && found {
+        let dist = A::Entity::distribution();
+        let changes = dist
+            .distributed_columns()
+            .iter()
+            .map(|c| (c.as_str().to_owned(), active_json(&am, *c)))
+            .collect();
+        let id = render_id(
+            dist.id_columns()
+                .iter()
+                .map(|c| {
+                    am.get(*c)
+                        .into_value()
+                        .unwrap_or(sea_orm::Value::String(None))
+                })
+                .collect(),
+        );
+        emit(
+            db,
+            &ctx,
+            new_event(&ctx, dist.type_name(), id, Action::Destroy, changes),
+        )
+        .await?;
+    }
+    <A as DistributedBehavior>::after_delete(am, db).await
+}
+
+fn is_primary<A: ActiveModelTrait>(col: ColumnOf<A>) -> bool {
+    <A::Entity as EntityTrait>::PrimaryKey::iter().any(|k| k.into_column().as_str() == col.as_str())
+}
+
+fn active_json<A: ActiveModelTrait>(am: &A, col: ColumnOf<A>) -> Json {
+    am.get(col).into_value().map_or(Json::Null, |v| to_json(&v))
+}
+
+/// `distributed_id` after an update without RETURNING: from the ActiveModel when it holds the id
+/// columns, else read by primary key.
+async fn id_of_active_model<A, C>(am: &A, db: &C) -> Result<String, DbErr>
+where
+    A: ActiveModelTrait,
+    A::Entity: DistributedEntity,
+    C: ConnectionTrait,
+{
+    let dist = A::Entity::distribution();
+    let held: Option<Vec<sea_orm::Value>> = dist
+        .id_columns()
+        .iter()
+        .map(|c| am.get(*c).into_value())
+        .collect();
+    if let Some(values) = held {
+        return Ok(render_id(values));
+    }
+    let key = am
+        .get_primary_key_value()
+        .ok_or(DbErr::UpdateGetPrimaryKey)?;
+    let key =
+        <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
+            key,
+        );
+    let row = A::Entity::find_by_id(key)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("{} just updated", dist.type_name())))?;
+    Ok(dist.id_of_model(&row))
+}
+
+fn new_event(
+    ctx: &Context,
+    distributed_type: &'static str,
+    distributed_id: String,
+    action: Action,
+    changes: Map<String, Json>,
+) -> NewEvent {
+    let (client_id, messages) = match (&ctx.client_id, &ctx.messages) {
+        (Some(c), Some(m)) => (Some(c.clone()), Some(m.clone())),
+        _ => {
+            let settings = Settings::current();
+            (
+                ctx.client_id.clone().or(settings.client_id),
+                ctx.messages.clone().or(settings.messages),
+            )
+        }
+    };
+    NewEvent {
+        distributed_type,
+        distributed_id,
+        action,
+        changes,
+        client_id,
+        messages,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Buffers the event when `db` is the transaction of the enclosing
+/// [`transaction`](crate::transaction()) helper, else writes it at once through `db`.
+async fn emit<C: ConnectionTrait>(db: &C, ctx: &Context, event: NewEvent) -> Result<(), DbErr> {
+    if let Some(buffer) = &ctx.buffer {
+        if buffer.is_for(db) {
+            buffer.push(event);
+            return Ok(());
+        }
+    }
+    insert_events(db, std::slice::from_ref(&event)).await
+}
+
+/// Applies [`OutsideTransaction`] when `db` is not a transaction.
+fn check_connection<E: DistributedEntity, C: ConnectionTrait>(
+    ctx: &Context,
+    db: &C,
+) -> Result<(), DbErr> {
+    if ctx.buffer.as_ref().is_some_and(|b| b.is_for(db)) {
+        return Ok(());
+    }
+    let settings = Settings::current();
+    let connection = std::any::type_name::<C>();
+    let outside = if connection.ends_with("DatabaseTransaction") {
+        false
+    } else if connection.ends_with("DatabaseConnection") {
+        true
+    } else {
+        settings.unknown_connection == UnknownConnection::AssumeOutside
+    };
+    if !outside {
+        return Ok(());
+    }
+    match settings.outside_transaction {
+        OutsideTransaction::Allow => Ok(()),
+        OutsideTransaction::Warn => {
+            static WARNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+            let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+            if warned
+                .get_or_insert_with(HashSet::new)
+                .insert(E::distributed_type())
+            {
+                tracing::warn!(
+                    entity = E::distributed_type(),
+                    "a {} was saved outside a transaction: its event is written by a second statement, \
+                     so a failure between the two keeps the change without its event; use \
+                     acts_as_distributed::transaction (this warning is shown once per entity)",
+                    E::distributed_type()
+                );
+            }
+            Ok(())
+        }
+        OutsideTransaction::Error => Err(DbErr::Custom(format!(
+            "acts_as_distributed: refusing to save a {} outside a transaction (strict mode); run it \
+             inside acts_as_distributed::transaction or a SeaORM transaction, or relax \
+             Settings::outside_transaction",
+            E::distributed_type()
+        ))),
+    }
+}

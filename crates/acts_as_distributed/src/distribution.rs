@@ -1,0 +1,220 @@
+//! What is distributed of an entity: its type name, its id columns, its distributed and
+//! non-distributed columns. Built once per entity by [`acts_as_distributed!`](crate::acts_as_distributed).
+
+use crate::values;
+use sea_orm::sea_query::Value;
+use sea_orm::{EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn};
+use serde_json::{Map, Value as Json};
+
+/// Columns that are never distributed, whatever the options say (besides the primary key).
+const NEVER_DISTRIBUTED: [&str; 2] = ["created_at", "updated_at"];
+
+/// How one entity is distributed. Get it with [`DistributedEntity::distribution`].
+#[derive(Debug)]
+pub struct Distribution<E: EntityTrait> {
+    type_name: String,
+    id_columns: Vec<E::Column>,
+    distributed: Vec<E::Column>,
+    non_distributed: Vec<E::Column>,
+}
+
+/// An entity declared with [`acts_as_distributed!`](crate::acts_as_distributed).
+pub trait DistributedEntity: EntityTrait {
+    /// How this entity is distributed (built once, on first use).
+    fn distribution() -> &'static Distribution<Self>;
+
+    /// The columns whose changes are distributed, in the entity's column order.
+    fn distributed_columns() -> &'static [Self::Column] {
+        &Self::distribution().distributed
+    }
+
+    /// The columns that never appear in events: the primary key, `created_at`, `updated_at` and
+    /// the `except` columns (or all but the `only` ones).
+    fn non_distributed_columns() -> &'static [Self::Column] {
+        &Self::distribution().non_distributed
+    }
+
+    /// The `distributed_type` of this entity's events.
+    fn distributed_type() -> &'static str {
+        &Self::distribution().type_name
+    }
+
+    /// The distributed attributes of `model`, as a create event would carry them.
+    fn distributed_attributes(model: &Self::Model) -> Map<String, Json> {
+        Self::distribution().attributes_of(model)
+    }
+}
+
+impl<E: EntityTrait> Distribution<E> {
+    #[doc(hidden)]
+    /// Used by the macro.
+    pub fn builder() -> DistributionBuilder<E> {
+        DistributionBuilder {
+            except: Vec::new(),
+            only: None,
+            uuid: None,
+            type_name: None,
+        }
+    }
+
+    /// The `distributed_type` written into events, such as `User`.
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// The column(s) whose value becomes `distributed_id`: the uuid column, or the primary key.
+    pub fn id_columns(&self) -> &[E::Column] {
+        &self.id_columns
+    }
+
+    /// See [`DistributedEntity::distributed_columns`].
+    pub fn distributed_columns(&self) -> &[E::Column] {
+        &self.distributed
+    }
+
+    /// See [`DistributedEntity::non_distributed_columns`].
+    pub fn non_distributed_columns(&self) -> &[E::Column] {
+        &self.non_distributed
+    }
+
+    /// Every distributed attribute of `model` in its JSON form.
+    pub fn attributes_of(&self, model: &E::Model) -> Map<String, Json> {
+        self.distributed
+            .iter()
+            .map(|c| (c.as_str().to_owned(), values::to_json(&model.get(*c))))
+            .collect()
+    }
+
+    /// `distributed_id` of `model`.
+    pub(crate) fn id_of_model(&self, model: &E::Model) -> String {
+        render_id(self.id_columns.iter().map(|c| model.get(*c)).collect())
+    }
+}
+
+/// `distributed_id` from the id column values: a single value as its plain text (a uuid
+/// hyphenated, a number in decimal, a string as is), several as a JSON array of their JSON forms,
+/// such as `[7,"en"]`.
+pub(crate) fn render_id(mut values: Vec<Value>) -> String {
+    if values.len() == 1 {
+        let v = values.remove(0);
+        return match values::to_json(&v) {
+            Json::String(s) => s,
+            other => other.to_string(),
+        };
+    }
+    Json::Array(values.iter().map(values::to_json).collect()).to_string()
+}
+
+/// The CamelCase of the module an entity type lives in: `app::entity::blog_post::Entity` gives
+/// `BlogPost`.
+pub(crate) fn default_type_name(entity_type_name: &str) -> String {
+    let path = entity_type_name
+        .split('<')
+        .next()
+        .unwrap_or(entity_type_name);
+    let mut segments = path.rsplit("::");
+    let last = segments.next().unwrap_or(path);
+    let module = segments.next().unwrap_or(last);
+    module
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|f| f.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Collects the macro's options; see [`acts_as_distributed!`](crate::acts_as_distributed).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct DistributionBuilder<E: EntityTrait> {
+    except: Vec<E::Column>,
+    only: Option<Vec<E::Column>>,
+    uuid: Option<E::Column>,
+    type_name: Option<&'static str>,
+}
+
+impl<E: EntityTrait> DistributionBuilder<E> {
+    /// Columns kept out of events.
+    pub fn except(mut self, columns: impl IntoIterator<Item = E::Column>) -> Self {
+        self.except.extend(columns);
+        self
+    }
+
+    /// The only columns in events.
+    pub fn only(mut self, columns: impl IntoIterator<Item = E::Column>) -> Self {
+        self.only = Some(columns.into_iter().collect());
+        self
+    }
+
+    /// The column whose value is `distributed_id`.
+    pub fn uuid(mut self, column: E::Column) -> Self {
+        self.uuid = Some(column);
+        self
+    }
+
+    /// The `distributed_type` of events.
+    pub fn type_name(mut self, name: &'static str) -> Self {
+        self.type_name = Some(name);
+        self
+    }
+
+    /// The distribution these options describe.
+    pub fn build(self) -> Distribution<E> {
+        let primary: Vec<E::Column> = E::PrimaryKey::iter().map(|k| k.into_column()).collect();
+        let named = |c: &E::Column, name: &str| c.as_str() == name;
+        let id_columns = match self.uuid {
+            Some(c) => vec![c],
+            None => match E::Column::iter().find(|c| named(c, "uuid")) {
+                Some(c) => vec![c],
+                None => primary.clone(),
+            },
+        };
+        let (distributed, non_distributed) = E::Column::iter().partition(|c| {
+            let kept_out = primary.iter().any(|p| p.as_str() == c.as_str())
+                || NEVER_DISTRIBUTED.iter().any(|n| named(c, n))
+                || self.except.iter().any(|e| e.as_str() == c.as_str());
+            let chosen = match &self.only {
+                Some(only) => only.iter().any(|o| o.as_str() == c.as_str()),
+                None => true,
+            };
+            chosen && !kept_out
+        });
+        Distribution {
+            type_name: self
+                .type_name
+                .map(str::to_owned)
+                .unwrap_or_else(|| default_type_name(std::any::type_name::<E>())),
+            id_columns,
+            distributed,
+            non_distributed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_name_is_the_camel_case_module() {
+        assert_eq!(default_type_name("app::entity::user::Entity"), "User");
+        assert_eq!(default_type_name("app::blog_post::Entity"), "BlogPost");
+        assert_eq!(default_type_name("user::Entity"), "User");
+        assert_eq!(default_type_name("a::post_tag_2::Entity"), "PostTag2");
+    }
+
+    #[test]
+    fn ids_render_plainly_and_composites_as_json_arrays() {
+        assert_eq!(render_id(vec![Value::Int(Some(7))]), "7");
+        assert_eq!(render_id(vec![Value::String(Some("abc".into()))]), "abc");
+        assert_eq!(
+            render_id(vec![Value::Int(Some(7)), Value::String(Some("en".into()))]),
+            r#"[7,"en"]"#
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The crate's error type.
+
+use crate::values::ValueError;
+use sea_orm::DbErr;
+
+/// Everything that can go wrong in acts_as_distributed outside SeaORM's hooks.
+///
+/// Inside the hooks, errors become [`DbErr::Custom`] with a message that says what to do, since
+/// SeaORM's hook signatures return [`DbErr`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database returned an error.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// A `changes` entry could not be turned back into the column's value.
+    #[error("event {type_name} column `{column}`: {source}")]
+    Value {
+        /// The `distributed_type` of the event.
+        type_name: String,
+        /// The column whose value did not fit.
+        column: String,
+        /// What did not fit.
+        #[source]
+        source: ValueError,
+    },
+    /// A `changes` entry names a column the entity does not have.
+    #[error("event {type_name} names column `{column}`, which the entity does not have")]
+    UnknownColumn {
+        /// The `distributed_type` of the event.
+        type_name: String,
+        /// The column name found in `changes`.
+        column: String,
+    },
+    /// `changes` is not a JSON object.
+    #[error("event {type_name}: `changes` must be a JSON object, found {found}")]
+    NotAnObject {
+        /// The `distributed_type` of the event.
+        type_name: String,
+        /// The kind of JSON found instead.
+        found: &'static str,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,192 @@
+//! The `distributes` table: its entity, the action names, and how captured events are written.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, DeriveIden};
+use serde_json::Value as Json;
+
+/// The version of the event format written by this release, stored in `distributes.format`.
+///
+/// Version 1: `changes` is a JSON object of column name to the JSON form of
+/// [`values`](crate::values); `distributed_id` is the uuid column rendered as a string, or the
+/// primary key (a composite key as a JSON array).
+pub const FORMAT_VERSION: i16 = 1;
+
+/// The SeaORM entity of the `distributes` table, to read events with SeaORM.
+pub mod distribute {
+    use sea_orm::entity::prelude::*;
+
+    /// One row of `distributes`: one create, update or destroy of one object.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "distributes")]
+    pub struct Model {
+        /// Increasing id: the order events were written in.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The CamelCase model name, such as `User`.
+        pub distributed_type: String,
+        /// The object's uuid, or its primary key rendered as a string.
+        pub distributed_id: String,
+        /// `create`, `update` or `destroy`.
+        pub action: String,
+        /// Column name to the JSON form of its value.
+        #[sea_orm(column_type = "JsonBinary")]
+        pub changes: Json,
+        /// Where the change came from (a scope or the process-wide default).
+        pub client_id: Option<String>,
+        /// A note for the receivers (the original's `messages_for_distribution`).
+        pub messages: Option<String>,
+        /// The original plugin's error flag; consumers keep their own state (see the queue docs).
+        pub error: bool,
+        /// The original plugin's processed time; consumers keep their own state.
+        pub processed_at: Option<DateTimeUtc>,
+        /// When the change was captured, in UTC.
+        pub created_at: DateTimeUtc,
+        /// The event format version ([`FORMAT_VERSION`](crate::FORMAT_VERSION) when written).
+        pub format: i16,
+        /// The source transaction's id on PostgreSQL, NULL elsewhere.
+        pub source_txid: Option<i64>,
+    }
+
+    /// `distributes` has no relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// What happened to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The row was inserted.
+    Create,
+    /// The row was updated.
+    Update,
+    /// The row was deleted.
+    Destroy,
+}
+
+impl Action {
+    /// The name stored in `distributes.action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Destroy => "destroy",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "create" => Ok(Action::Create),
+            "update" => Ok(Action::Update),
+            "destroy" => Ok(Action::Destroy),
+            other => Err(format!(
+                "unknown action `{other}`: expected create, update or destroy"
+            )),
+        }
+    }
+}
+
+/// A captured change, not yet written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewEvent {
+    pub distributed_type: &'static str,
+    pub distributed_id: String,
+    pub action: Action,
+    pub changes: serde_json::Map<String, Json>,
+    pub client_id: Option<std::sync::Arc<str>>,
+    pub messages: Option<std::sync::Arc<str>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(DeriveIden)]
+enum Distributes {
+    Table,
+    DistributedType,
+    DistributedId,
+    Action,
+    Changes,
+    ClientId,
+    Messages,
+    CreatedAt,
+    Format,
+    SourceTxid,
+}
+
+/// Rows per INSERT: 9 bound values a row stays well under every backend's limit on parameters.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Writes `events` in order, in as few multi-row INSERTs as the parameter limits allow, through
+/// `db` (so inside the caller's transaction when `db` is one).
+pub(crate) async fn insert_events<C: ConnectionTrait>(
+    db: &C,
+    events: &[NewEvent],
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(Distributes::Table).columns([
+            Distributes::DistributedType,
+            Distributes::DistributedId,
+            Distributes::Action,
+            Distributes::Changes,
+            Distributes::ClientId,
+            Distributes::Messages,
+            Distributes::CreatedAt,
+            Distributes::Format,
+            Distributes::SourceTxid,
+        ]);
+        for e in chunk {
+            let changes = Json::Object(e.changes.clone());
+            // The source transaction: PostgreSQL names it; elsewhere there is no cheap equivalent.
+            let txid: Expr = match backend {
+                DbBackend::Postgres => Expr::cust("pg_current_xact_id()::text::bigint"),
+                _ => Expr::val(None::<i64>),
+            };
+            insert
+                .values([
+                    Expr::val(e.distributed_type),
+                    Expr::val(e.distributed_id.as_str()),
+                    Expr::val(e.action.as_str()),
+                    Expr::val(changes),
+                    Expr::val(e.client_id.as_deref()),
+                    Expr::val(e.messages.as_deref()),
+                    Expr::val(e.created_at),
+                    Expr::val(FORMAT_VERSION),
+                    txid,
+                ])
+                .map_err(|e| DbErr::Custom(format!("building the distributes insert: {e}")))?;
+        }
+        db.execute(&insert)
+            .await
+            .map_err(|e| missing_table_hint(e))?;
+    }
+    Ok(())
+}
+
+/// Adds the fix to the error a database gives when `distributes` does not exist yet.
+fn missing_table_hint(e: DbErr) -> DbErr {
+    let text = e.to_string();
+    let missing = text.contains("no such table")
+        || (text.contains("distributes")
+            && (text.contains("does not exist") || text.contains("doesn't exist")));
+    if missing {
+        DbErr::Custom(format!(
+            "{text}: the `distributes` table is missing; run the migration of acts_as_distributed_migration \
+             (`acts_as_distributed_migration::Migrator::up(&db, None)`, or add its migrations to your Migrator)"
+        ))
+    } else {
+        e
+    }
+}

@@ -1,0 +1,73 @@
+//! # acts_as_distributed
+//!
+//! Declare [`acts_as_distributed!`] in a SeaORM entity and every create, update and destroy of it
+//! writes one row to the `distributes` table, in the same transaction as the change: a persistent
+//! queue that other processes read to replicate the data elsewhere or to react to events.
+//!
+//! ```
+//! mod user {
+//!     use sea_orm::entity::prelude::*;
+//!
+//!     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+//!     #[sea_orm(table_name = "users")]
+//!     pub struct Model {
+//!         #[sea_orm(primary_key)]
+//!         pub id: i32,
+//!         pub uuid: Uuid,
+//!         pub name: String,
+//!         pub password: String,
+//!     }
+//!
+//!     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//!     pub enum Relation {}
+//!
+//!     // In place of `impl ActiveModelBehavior for ActiveModel {}`:
+//!     acts_as_distributed::acts_as_distributed!(except = [Column::Password]);
+//! }
+//!
+//! use acts_as_distributed::DistributedEntity;
+//! assert_eq!(user::Entity::distributed_type(), "User");
+//! assert_eq!(user::Entity::distributed_columns(), [user::Column::Uuid, user::Column::Name]);
+//! ```
+//!
+//! Guides: `docs/capture.md` (what is captured, on which SeaORM paths, and how),
+//! `docs/values.md` (the JSON form of each value).
+
+mod capture;
+mod config;
+mod distribution;
+mod error;
+mod event;
+mod hooks;
+mod macros;
+mod scope;
+mod transaction;
+pub mod values;
+
+pub use async_trait::async_trait;
+pub use config::{OutsideTransaction, Settings, UnknownConnection};
+pub use distribution::{DistributedEntity, Distribution};
+pub use error::{Error, Result};
+pub use event::{Action, FORMAT_VERSION, distribute};
+pub use hooks::DistributedBehavior;
+pub use scope::{Scope, without_distributing};
+pub use transaction::transaction;
+
+mod active_model_ext;
+pub use active_model_ext::DistributedActiveModelExt;
+
+/// The one-line import: the macro's traits, the scope and the helper.
+pub mod prelude {
+    pub use crate::{
+        DistributedActiveModelExt, DistributedBehavior, DistributedEntity, Scope,
+        acts_as_distributed, transaction, without_distributing,
+    };
+}
+
+/// What the macro expands to refers to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::capture::{after_delete, after_save, before_delete, before_save};
+    pub use async_trait;
+    pub use sea_orm;
+}
