@@ -1,1 +1,7 @@
-//! placeholder
+//! Shared support for the integration tests, examples and benchmarks of acts_as_distributed:
+//! test entities and fresh databases on every backend. Not published.
+
+pub mod entities;
+pub mod testdb;
+
+pub use testdb::{Backend, TestDb};

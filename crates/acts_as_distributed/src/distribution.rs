@@ -1,10 +1,15 @@
 //! What is distributed of an entity: its type name, its id columns, its distributed and
 //! non-distributed columns. Built once per entity by [`acts_as_distributed!`](crate::acts_as_distributed).
 
+use crate::error::Error;
 use crate::values;
 use sea_orm::sea_query::Value;
-use sea_orm::{EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IdenStatic, Iterable, ModelTrait,
+    PrimaryKeyToColumn,
+};
 use serde_json::{Map, Value as Json};
+use std::str::FromStr;
 
 /// Columns that are never distributed, whatever the options say (besides the primary key).
 const NEVER_DISTRIBUTED: [&str; 2] = ["created_at", "updated_at"];
@@ -42,6 +47,52 @@ pub trait DistributedEntity: EntityTrait {
     /// The distributed attributes of `model`, as a create event would carry them.
     fn distributed_attributes(model: &Self::Model) -> Map<String, Json> {
         Self::distribution().attributes_of(model)
+    }
+
+    /// Turns an event's `changes` back into column values of this entity: each entry is decoded
+    /// by [`values::from_json`] into the kind of value the column's Rust field holds.
+    ///
+    /// # Errors
+    /// [`Error::NotAnObject`] when `changes` is not an object, [`Error::UnknownColumn`] for a key
+    /// that is no column of this entity, [`Error::Value`] for a value of the wrong form.
+    fn decode_changes(changes: &Json) -> Result<Vec<(Self::Column, Value)>, Error> {
+        let type_name = || Self::distributed_type().to_owned();
+        let object = changes.as_object().ok_or_else(|| Error::NotAnObject {
+            type_name: type_name(),
+            found: json_kind(changes),
+        })?;
+        let templates = <Self::ActiveModel as ActiveModelTrait>::default_values();
+        object
+            .iter()
+            .map(|(name, json)| {
+                let column = Self::Column::from_str(name).map_err(|_| Error::UnknownColumn {
+                    type_name: type_name(),
+                    column: name.clone(),
+                })?;
+                let like = templates
+                    .get(column)
+                    .into_value()
+                    .or_else(|| values::template_for(column.def().get_column_type()))
+                    .unwrap_or(Value::String(None));
+                let value = values::from_json(json, &like).map_err(|source| Error::Value {
+                    type_name: type_name(),
+                    column: name.clone(),
+                    source,
+                })?;
+                Ok((column, value))
+            })
+            .collect()
+    }
+}
+
+fn json_kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 

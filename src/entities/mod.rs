@@ -1,0 +1,25 @@
+//! Entities the tests, examples and benchmarks share.
+
+pub mod membership;
+pub mod note;
+pub mod probe;
+pub mod sample;
+pub mod user;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Schema};
+
+/// Creates the table of every entity here.
+pub async fn create_tables(db: &DatabaseConnection) {
+    let schema = Schema::new(db.get_database_backend());
+    create(db, &schema, user::Entity).await;
+    create(db, &schema, note::Entity).await;
+    create(db, &schema, membership::Entity).await;
+    create(db, &schema, sample::Entity).await;
+    create(db, &schema, probe::Entity).await;
+}
+
+async fn create<E: EntityTrait>(db: &DatabaseConnection, schema: &Schema, entity: E) {
+    db.execute(&schema.create_table_from_entity(entity))
+        .await
+        .expect("create a test table");
+}
