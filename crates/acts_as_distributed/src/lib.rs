@@ -27,7 +27,9 @@
 //!
 //! use acts_as_distributed::DistributedEntity;
 //! assert_eq!(user::Entity::distributed_type(), "User");
-//! assert_eq!(user::Entity::distributed_columns(), [user::Column::Uuid, user::Column::Name]);
+//! use sea_orm::IdenStatic;
+//! let names: Vec<&str> = user::Entity::distributed_columns().iter().map(|c| c.as_str()).collect();
+//! assert_eq!(names, ["uuid", "name"]);
 //! ```
 //!
 //! Guides: `docs/capture.md` (what is captured, on which SeaORM paths, and how),

@@ -44,8 +44,10 @@
 ///
 /// use acts_as_distributed::DistributedEntity;
 /// assert_eq!(account::Entity::distributed_type(), "Customer");
-/// assert_eq!(account::Entity::distribution().id_columns(), [account::Column::PublicId]);
-/// assert_eq!(account::Entity::distributed_columns(), [account::Column::PublicId, account::Column::Email]);
+/// use sea_orm::IdenStatic;
+/// let names = |cols: &[account::Column]| cols.iter().map(|c| c.as_str()).collect::<Vec<_>>();
+/// assert_eq!(names(account::Entity::distribution().id_columns()), ["public_id"]);
+/// assert_eq!(names(account::Entity::distributed_columns()), ["public_id", "email"]);
 /// ```
 ///
 /// A misspelt option does not compile:
