@@ -276,13 +276,11 @@ fn new_event(
 /// Buffers the event when `db` is the transaction of the enclosing
 /// [`transaction`](crate::transaction()) helper, else writes it at once through `db`.
 async fn emit<C: ConnectionTrait>(db: &C, ctx: &Context, event: NewEvent) -> Result<(), DbErr> {
-    if let Some(buffer) = &ctx.buffer {
-        if buffer.is_for(db) {
-            buffer.push(event);
-            return Ok(());
-        }
+    if let Some(buffer) = ctx.buffer.as_ref().filter(|b| b.is_for(db)) {
+        buffer.push(event);
+        return Ok(());
     }
-    insert_events(db, std::slice::from_ref(&event)).await
+    insert_events(db, vec![event]).await
 }
 
 /// Applies [`OutsideTransaction`] when `db` is not a transaction.

@@ -1,8 +1,8 @@
 //! The `distributes` table: its entity, the action names, and how captured events are written.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, DeriveIden};
+use sea_orm::sea_query::{Expr, InsertStatement, Query};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, DeriveIden, Statement};
 use serde_json::Value as Json;
 
 /// The version of the event format written by this release, stored in `distributes.format`.
@@ -127,52 +127,92 @@ enum Distributes {
 /// Rows per INSERT: 9 bound values a row stays well under every backend's limit on parameters.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-/// Writes `events` in order, in as few multi-row INSERTs as the parameter limits allow, through
-/// `db` (so inside the caller's transaction when `db` is one).
+/// PostgreSQL, several events: one statement text whatever the count (so the server keeps its
+/// prepared plan), with the rows in one JSON parameter, in order.
+const POSTGRES_BATCH_INSERT: &str = "INSERT INTO distributes \
+    (distributed_type, distributed_id, action, changes, client_id, messages, created_at, format, source_txid) \
+    SELECT t, i, a, c, ci, m, ca, $2, pg_current_xact_id()::text::bigint \
+    FROM json_to_recordset($1::json) AS e(n int, t text, i text, a text, c jsonb, ci text, m text, ca timestamptz) \
+    ORDER BY n";
+
+/// Writes `events` in order through `db` (so inside the caller's transaction when `db` is one),
+/// in as few statements as the backend allows.
 pub(crate) async fn insert_events<C: ConnectionTrait>(
     db: &C,
-    events: &[NewEvent],
+    events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert.into_table(Distributes::Table).columns([
-            Distributes::DistributedType,
-            Distributes::DistributedId,
-            Distributes::Action,
-            Distributes::Changes,
-            Distributes::ClientId,
-            Distributes::Messages,
-            Distributes::CreatedAt,
-            Distributes::Format,
-            Distributes::SourceTxid,
-        ]);
-        for e in chunk {
-            let changes = Json::Object(e.changes.clone());
-            // The source transaction: PostgreSQL names it; elsewhere there is no cheap equivalent.
-            let txid: Expr = match backend {
-                DbBackend::Postgres => Expr::cust("pg_current_xact_id()::text::bigint"),
-                _ => Expr::val(None::<i64>),
-            };
-            insert
-                .values([
-                    Expr::val(e.distributed_type),
-                    Expr::val(e.distributed_id.as_str()),
-                    Expr::val(e.action.as_str()),
-                    Expr::val(changes),
-                    Expr::val(e.client_id.as_deref()),
-                    Expr::val(e.messages.as_deref()),
-                    Expr::val(e.created_at),
-                    Expr::val(FORMAT_VERSION),
-                    txid,
-                ])
-                .map_err(|e| DbErr::Custom(format!("building the distributes insert: {e}")))?;
-        }
-        db.execute(&insert)
-            .await
-            .map_err(|e| missing_table_hint(e))?;
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewEvent> = events.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let result = if backend == DbBackend::Postgres && chunk.len() > 1 {
+            db.execute_raw(postgres_batch(chunk)).await
+        } else {
+            db.execute(&values_insert(backend, chunk)?).await
+        };
+        result.map_err(missing_table_hint)?;
     }
     Ok(())
+}
+
+fn postgres_batch(chunk: Vec<NewEvent>) -> Statement {
+    let rows: Vec<Json> = chunk
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| {
+            serde_json::json!({
+                "n": n,
+                "t": e.distributed_type,
+                "i": e.distributed_id,
+                "a": e.action.as_str(),
+                "c": Json::Object(e.changes),
+                "ci": e.client_id.as_deref(),
+                "m": e.messages.as_deref(),
+                "ca": e.created_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            })
+        })
+        .collect();
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        POSTGRES_BATCH_INSERT,
+        [Json::Array(rows).to_string().into(), FORMAT_VERSION.into()],
+    )
+}
+
+fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertStatement, DbErr> {
+    let mut insert = Query::insert();
+    insert.into_table(Distributes::Table).columns([
+        Distributes::DistributedType,
+        Distributes::DistributedId,
+        Distributes::Action,
+        Distributes::Changes,
+        Distributes::ClientId,
+        Distributes::Messages,
+        Distributes::CreatedAt,
+        Distributes::Format,
+        Distributes::SourceTxid,
+    ]);
+    for e in chunk {
+        // The source transaction: PostgreSQL names it; elsewhere there is no cheap equivalent.
+        let txid: Expr = match backend {
+            DbBackend::Postgres => Expr::cust("pg_current_xact_id()::text::bigint"),
+            _ => Expr::val(None::<i64>),
+        };
+        insert
+            .values([
+                Expr::val(e.distributed_type),
+                Expr::val(e.distributed_id),
+                Expr::val(e.action.as_str()),
+                Expr::val(Json::Object(e.changes)),
+                Expr::val(e.client_id.as_deref()),
+                Expr::val(e.messages.as_deref()),
+                Expr::val(e.created_at),
+                Expr::val(FORMAT_VERSION),
+                txid,
+            ])
+            .map_err(|e| DbErr::Custom(format!("building the distributes insert: {e}")))?;
+    }
+    Ok(insert)
 }
 
 /// Adds the fix to the error a database gives when `distributes` does not exist yet.

@@ -100,12 +100,13 @@ where
     match scope::run_with(ctx, work(&txn)).await {
         Ok(value) => {
             let events = buffer.take();
-            if let Err(e) = insert_events(&txn, &events).await {
+            let count = events.len();
+            if let Err(e) = insert_events(&txn, events).await {
                 // Dropping the transaction rolls it back; say so explicitly where we can.
                 let _ = txn.rollback().await;
                 return Err(TransactionError::Connection(e));
             }
-            tracing::debug!(events = events.len(), "writing events at commit");
+            tracing::debug!(events = count, "wrote the events at commit");
             txn.commit().await.map_err(TransactionError::Connection)?;
             Ok(value)
         }
