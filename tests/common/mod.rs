@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use acts_as_distributed_suite::entities::*;
 pub use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
