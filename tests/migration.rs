@@ -108,7 +108,8 @@ async fn migrations_join_an_applications_own_migrator() {
             applied,
             [
                 "m20260101_000001_create_users",
-                "m20261128_000001_create_distributes"
+                "m20261128_000001_create_distributes",
+                "m20261128_000002_create_queue",
             ],
             "{}",
             backend.name()

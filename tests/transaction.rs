@@ -261,7 +261,7 @@ async fn a_missing_distributes_table_says_to_run_the_migration() {
             "{}: {err}",
             backend.name()
         );
-        drop(txn);
+        txn.rollback().await.expect("rollback");
         assert_eq!(user::Entity::find().count(&t.db).await.expect("count"), 0);
     }
 }

@@ -35,12 +35,14 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_distributes;
+mod m20261128_000002_create_queue;
 
 pub use m20261128_000001_create_distributes::CreateDistributes;
+pub use m20261128_000002_create_queue::CreateQueue;
 
 /// Every migration of the `distributes` table, oldest first.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateDistributes)]
+    vec![Box::new(CreateDistributes), Box::new(CreateQueue)]
 }
 
 /// A migrator with just this crate's migrations, for running them standalone.
