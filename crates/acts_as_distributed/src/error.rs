@@ -32,6 +32,12 @@ pub enum Error {
         /// The column name found in `changes`.
         column: String,
     },
+    /// A setting is missing or out of range; the message says which and what to do.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// A worker task ended abnormally (it panicked or was cancelled).
+    #[error("worker task failed: {0}")]
+    Worker(String),
     /// `changes` is not a JSON object.
     #[error("event {type_name}: `changes` must be a JSON object, found {found}")]
     NotAnObject {
@@ -40,6 +46,13 @@ pub enum Error {
         /// The kind of JSON found instead.
         found: &'static str,
     },
+}
+
+impl Error {
+    /// Whether this is a database error.
+    pub fn is_db(&self) -> bool {
+        matches!(self, Error::Db(_))
+    }
 }
 
 /// `Result` with [`Error`].

@@ -40,20 +40,28 @@ mod config;
 mod distribution;
 mod error;
 mod event;
+mod handler;
 mod hooks;
 mod macros;
+mod queue;
+mod retry;
 mod scope;
 mod transaction;
 pub mod values;
+mod worker;
 
 pub use async_trait::async_trait;
 pub use config::{OutsideTransaction, Settings, UnknownConnection};
 pub use distribution::{DistributedEntity, Distribution};
 pub use error::{Error, Result};
 pub use event::{Action, FORMAT_VERSION, distribute};
+pub use handler::{Event, Handler, HandlerError};
 pub use hooks::DistributedBehavior;
+pub use queue::{BlockedObject, ConsumerStatus, DeadEvents, Queue, StartFrom, TypeStatus};
+pub use retry::RetryPolicy;
 pub use scope::{Scope, without_distributing};
 pub use transaction::transaction;
+pub use worker::{Worker, WorkerBuilder, WorkerHandle};
 
 mod active_model_ext;
 pub use active_model_ext::DistributedActiveModelExt;

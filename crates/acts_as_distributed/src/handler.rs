@@ -1,0 +1,107 @@
+//! What a worker hands to your code, and what your code answers.
+
+use crate::event::Action;
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+use std::future::Future;
+
+/// One event, as a consumer receives it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Event {
+    /// The row's `id`: stable across attempts and consumers, the key for idempotent effects.
+    pub id: i64,
+    /// The position the sequencer gave the event (the order consumers receive events in).
+    pub seq: i64,
+    /// The CamelCase model name, such as `User`.
+    pub distributed_type: String,
+    /// The object's uuid or key.
+    pub distributed_id: String,
+    /// What happened.
+    pub action: Action,
+    /// Column name to the JSON form of its value.
+    pub changes: Json,
+    /// Where the change came from.
+    pub client_id: Option<String>,
+    /// A note for the receivers.
+    pub messages: Option<String>,
+    /// When the change was captured.
+    pub created_at: DateTime<Utc>,
+    /// The source transaction on PostgreSQL.
+    pub source_txid: Option<i64>,
+    /// The event format version.
+    pub format: i16,
+    /// Which attempt this is for this consumer, from 1.
+    pub attempt: u32,
+}
+
+/// A handler's failure: retried later, or dead at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Try again after the retry policy's delay (until the attempts run out).
+    Retry(String),
+    /// Never try again: the event is dead (kept, visible, retryable by command).
+    Permanent(String),
+}
+
+impl HandlerError {
+    /// A failure worth retrying.
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        Self::Retry(message.to_string())
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::Permanent(message.to_string())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retry(m) | Self::Permanent(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retry(m) => write!(f, "retryable: {m}"),
+            Self::Permanent(m) => write!(f, "permanent: {m}"),
+        }
+    }
+}
+
+/// Any error converts to a retryable failure, so `?` works in handlers.
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self::Retry(e.to_string())
+    }
+}
+
+/// Your code that handles events: an async closure `Fn(Event) -> impl Future<Output =
+/// Result<(), HandlerError>>`, or a type implementing this trait (also as `Arc<dyn Handler>`).
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one event. The same event may come again (at-least-once): make the effect
+    /// idempotent, keyed by [`Event::id`].
+    async fn handle(&self, event: Event) -> Result<(), HandlerError>;
+}
+
+#[async_trait::async_trait]
+impl<F, Fut> Handler for F
+where
+    F: Fn(Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+        self(event).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for std::sync::Arc<dyn Handler> {
+    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+        (**self).handle(event).await
+    }
+}

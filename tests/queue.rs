@@ -1,0 +1,890 @@
+//! The queue: named consumers, competing workers, ordering, retries, dead events, `after`,
+//! leases that survive a killed worker, shutdown, wake-up, pruning, late consumers, bad rows.
+
+mod common;
+
+use acts_as_distributed::{
+    DeadEvents, Event, HandlerError, Queue, RetryPolicy, StartFrom, Worker, WorkerHandle,
+};
+use common::*;
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Writes `n` events straight into `distributes`, spread over `objects` objects of type `Note`
+/// (event i belongs to object `o{i % objects}`). Returns their ids in order.
+async fn seed<C: ConnectionTrait>(db: &C, n: usize, objects: usize) -> Vec<i64> {
+    for chunk_start in (0..n).step_by(500) {
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new("distributes")).columns([
+            Alias::new("distributed_type"),
+            Alias::new("distributed_id"),
+            Alias::new("action"),
+            Alias::new("changes"),
+            Alias::new("created_at"),
+        ]);
+        for i in chunk_start..(chunk_start + 500).min(n) {
+            insert
+                .values([
+                    Expr::val("Note"),
+                    Expr::val(format!("o{}", i % objects)),
+                    Expr::val(if i < objects { "create" } else { "update" }),
+                    Expr::val(serde_json::json!({ "n": i })),
+                    Expr::val(chrono::Utc::now()),
+                ])
+                .expect("values");
+        }
+        db.execute(&insert).await.expect("seed events");
+    }
+    all_ids(db).await
+}
+
+async fn all_ids<C: ConnectionTrait>(db: &C) -> Vec<i64> {
+    events(db).await.into_iter().map(|e| e.id).collect()
+}
+
+/// Everything a handler saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Event>>>);
+
+impl Seen {
+    fn ids(&self) -> Vec<i64> {
+        self.0.lock().expect("seen").iter().map(|e| e.id).collect()
+    }
+    fn len(&self) -> usize {
+        self.0.lock().expect("seen").len()
+    }
+    fn push(&self, e: Event) {
+        self.0.lock().expect("seen").push(e);
+    }
+}
+
+/// A worker whose handler records every event and succeeds.
+fn recording(
+    db: &DatabaseConnection,
+    consumer: &str,
+    seen: &Seen,
+) -> acts_as_distributed::WorkerBuilder {
+    let seen = seen.clone();
+    Worker::builder(db.clone(), consumer)
+        .poll_interval(Duration::from_millis(20))
+        .handler(move |e: Event| {
+            let seen = seen.clone();
+            async move {
+                seen.push(e);
+                Ok::<_, HandlerError>(())
+            }
+        })
+}
+
+/// Runs `worker` until a run takes nothing.
+async fn drain(worker: &Worker) -> usize {
+    let mut total = 0;
+    loop {
+        let n = worker.run_once().await.expect("run_once");
+        total += n;
+        if n == 0 {
+            return total;
+        }
+    }
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn delivery_state(
+    db: &DatabaseConnection,
+    consumer: &str,
+    event_id: i64,
+) -> Option<(String, i32)> {
+    let b = db.get_database_backend();
+    let sql = match b {
+        DbBackend::Postgres => {
+            "SELECT state, attempts FROM distribute_deliveries WHERE consumer = $1 AND event_id = $2"
+        }
+        _ => {
+            "SELECT state, attempts FROM distribute_deliveries WHERE consumer = ? AND event_id = ?"
+        }
+    };
+    db.query_one_raw(Statement::from_sql_and_values(
+        b,
+        sql,
+        [consumer.into(), event_id.into()],
+    ))
+    .await
+    .expect("read delivery")
+    .map(|r| {
+        (
+            r.try_get("", "state").expect("state"),
+            r.try_get("", "attempts").expect("attempts"),
+        )
+    })
+}
+
+/// Whether `consumer` has handled the event: a `done` delivery, or (once the position moved past
+/// it) no delivery row at all below the position.
+async fn handled(db: &DatabaseConnection, consumer: &str, event_id: i64) -> bool {
+    if let Some((state, _)) = delivery_state(db, consumer, event_id).await {
+        return state == "done";
+    }
+    let b = db.get_database_backend();
+    let sql = match b {
+        DbBackend::Postgres => {
+            "SELECT COUNT(*) FROM distributes e, distribute_consumers c WHERE e.id = $1 AND c.name = $2 AND e.seq <= c.position"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM distributes e, distribute_consumers c WHERE e.id = ? AND c.name = ? AND e.seq <= c.position"
+        }
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            b,
+            sql,
+            [event_id.into(), consumer.into()],
+        ))
+        .await
+        .expect("read position")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("count") == 1
+}
+
+#[tokio::test]
+async fn fan_out_gives_every_consumer_every_event_once() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 300, 20).await;
+        let (a, b) = (Seen::default(), Seen::default());
+        let wa = recording(&t.db, "indexer", &a)
+            .batch_size(50)
+            .build()
+            .expect("build");
+        let wb = recording(&t.db, "mailer", &b)
+            .batch_size(64)
+            .build()
+            .expect("build");
+        assert_eq!(drain(&wa).await, 300, "{}", backend.name());
+        assert_eq!(drain(&wb).await, 300);
+        for seen in [&a, &b] {
+            let mut got = seen.ids();
+            got.sort();
+            assert_eq!(got, ids, "{}: every event exactly once", backend.name());
+        }
+        assert_eq!(drain(&wa).await, 0, "nothing twice");
+    }
+}
+
+/// 4 workers of one consumer over 10,000 events across 200 objects: every event handled once,
+/// never by two workers at once, and each object's events in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn competing_workers_share_the_work_in_order() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 10_000, 200).await;
+        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        let order: Arc<Mutex<HashMap<String, Vec<i64>>>> = Arc::default();
+        let overlaps = Arc::new(Mutex::new(0usize));
+        let handled = Seen::default();
+        let mut handles: Vec<WorkerHandle> = Vec::new();
+        for _ in 0..4 {
+            let (in_flight, order, overlaps, handled) = (
+                in_flight.clone(),
+                order.clone(),
+                overlaps.clone(),
+                handled.clone(),
+            );
+            let worker = Worker::builder(t.db.clone(), "replica")
+                .batch_size(100)
+                .concurrency(4)
+                .poll_interval(Duration::from_millis(20))
+                .handler(move |e: Event| {
+                    let (in_flight, order, overlaps, handled) = (
+                        in_flight.clone(),
+                        order.clone(),
+                        overlaps.clone(),
+                        handled.clone(),
+                    );
+                    async move {
+                        if !in_flight.lock().expect("set").insert(e.id) {
+                            *overlaps.lock().expect("n") += 1;
+                        }
+                        order
+                            .lock()
+                            .expect("order")
+                            .entry(e.distributed_id.clone())
+                            .or_default()
+                            .push(e.id);
+                        tokio::task::yield_now().await;
+                        in_flight.lock().expect("set").remove(&e.id);
+                        handled.push(e);
+                        Ok::<_, HandlerError>(())
+                    }
+                })
+                .build()
+                .expect("build");
+            handles.push(worker.spawn());
+        }
+        wait_until("10,000 events", Duration::from_secs(240), || {
+            handled.len() >= 10_000
+        })
+        .await;
+        for h in handles {
+            h.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+        }
+        let mut got = handled.ids();
+        got.sort();
+        assert_eq!(got.len(), 10_000, "{}", backend.name());
+        got.dedup();
+        assert_eq!(
+            got,
+            ids,
+            "{}: each event handled exactly once",
+            backend.name()
+        );
+        assert_eq!(
+            *overlaps.lock().expect("n"),
+            0,
+            "no event held by two workers at once"
+        );
+        for (object, seq) in order.lock().expect("order").iter() {
+            assert!(
+                seq.windows(2).all(|w| w[0] < w[1]),
+                "{}: {object} out of order",
+                backend.name()
+            );
+        }
+        eprintln!(
+            "{}: 4 workers handled 10,000 events of 200 objects in order",
+            backend.name()
+        );
+    }
+}
+
+/// Transaction A writes its event first (lower id) but commits after B's event was consumed:
+/// A's event is still delivered.
+#[tokio::test]
+async fn an_event_committed_late_is_never_skipped() {
+    for backend in backends() {
+        if backend == Backend::Sqlite {
+            continue; // One writer at a time: SQLite commits events in id order.
+        }
+        let t = TestDb::new(&backend).await;
+        let seen = Seen::default();
+        let worker = recording(&t.db, "replica", &seen).build().expect("build");
+        let a = t.db.begin().await.expect("begin a");
+        seed(&a, 1, 1).await;
+        let b = t.db.begin().await.expect("begin b");
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new("distributes"))
+            .columns([
+                Alias::new("distributed_type"),
+                Alias::new("distributed_id"),
+                Alias::new("action"),
+                Alias::new("changes"),
+                Alias::new("created_at"),
+            ])
+            .values_panic([
+                Expr::val("Note"),
+                Expr::val("b"),
+                Expr::val("create"),
+                Expr::val(serde_json::json!({})),
+                Expr::val(chrono::Utc::now()),
+            ]);
+        b.execute(&insert).await.expect("insert b");
+        b.commit().await.expect("commit b");
+        assert_eq!(drain(&worker).await, 1, "{}: B's event", backend.name());
+        let b_id = seen.ids()[0];
+        a.commit().await.expect("commit a");
+        assert_eq!(
+            drain(&worker).await,
+            1,
+            "{}: A's event, committed late",
+            backend.name()
+        );
+        let a_id = seen.ids()[1];
+        assert!(a_id < b_id, "A's id is the lower one");
+    }
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_growing_delays_then_dead() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 2, 2).await;
+        let attempts: Arc<Mutex<Vec<(i64, Instant, u32)>>> = Arc::default();
+        let log = attempts.clone();
+        let worker = Worker::builder(t.db.clone(), "flaky")
+            .poll_interval(Duration::from_millis(10))
+            .retry(
+                RetryPolicy::default()
+                    .base(Duration::from_millis(100))
+                    .cap(Duration::from_millis(300))
+                    .max_attempts(4)
+                    .jitter(0.5),
+            )
+            .handler(move |e: Event| {
+                let log = log.clone();
+                async move {
+                    log.lock()
+                        .expect("log")
+                        .push((e.id, Instant::now(), e.attempt));
+                    if e.changes["n"] == 0 {
+                        Err(HandlerError::retry("the mail server is down"))
+                    } else {
+                        Err(HandlerError::permanent("no such address"))
+                    }
+                }
+            })
+            .build()
+            .expect("build")
+            .spawn();
+        wait_until("4 attempts", Duration::from_secs(10), || {
+            attempts
+                .lock()
+                .expect("log")
+                .iter()
+                .filter(|a| a.0 == ids[0])
+                .count()
+                >= 4
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        worker
+            .shutdown(Duration::from_secs(2))
+            .await
+            .expect("shutdown");
+
+        let log = attempts.lock().expect("log").clone();
+        let retried: Vec<&(i64, Instant, u32)> = log.iter().filter(|a| a.0 == ids[0]).collect();
+        assert_eq!(
+            retried.len(),
+            4,
+            "{}: exactly max_attempts attempts",
+            backend.name()
+        );
+        assert_eq!(
+            retried.iter().map(|a| a.2).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let gaps: Vec<Duration> = retried.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        // Delays 100, 200, 300 (capped) ms, each less up to half by jitter.
+        for (gap, full) in gaps.iter().zip([100u64, 200, 300]) {
+            let full = Duration::from_millis(full);
+            assert!(
+                *gap >= full / 2,
+                "{}: gap {gap:?} under {full:?} less jitter",
+                backend.name()
+            );
+            assert!(
+                *gap <= full + Duration::from_millis(250),
+                "{}: gap {gap:?} over {full:?}",
+                backend.name()
+            );
+        }
+        assert_eq!(
+            delivery_state(&t.db, "flaky", ids[0]).await,
+            Some(("dead".into(), 4))
+        );
+        let permanent: Vec<_> = log.iter().filter(|a| a.0 == ids[1]).collect();
+        assert_eq!(permanent.len(), 1, "a permanent error is not retried");
+        assert_eq!(
+            delivery_state(&t.db, "flaky", ids[1]).await,
+            Some(("dead".into(), 1))
+        );
+        let rows = events(&t.db).await;
+        assert!(
+            rows.iter().all(|e| e.error),
+            "the original's error flag marks dead events"
+        );
+
+        // Retried by command: delivered again, and this time it succeeds.
+        let queue = Queue::new(t.db.clone());
+        assert_eq!(
+            queue
+                .retry_dead("flaky", Some(ids[0]))
+                .await
+                .expect("retry"),
+            1
+        );
+        let seen = Seen::default();
+        let fixed = recording(&t.db, "flaky", &seen).build().expect("build");
+        drain(&fixed).await;
+        assert_eq!(seen.ids(), [ids[0]], "{}", backend.name());
+        assert!(handled(&t.db, "flaky", ids[0]).await);
+        assert!(!events(&t.db).await[0].error, "the flag clears");
+    }
+}
+
+/// An errored event of X holds back X's later events, never Y's; a dead one keeps holding X by
+/// default, and does not when the consumer moves past dead events.
+#[tokio::test]
+async fn failures_hold_back_only_their_own_object() {
+    for backend in backends() {
+        for policy in [DeadEvents::Hold, DeadEvents::Skip] {
+            let t = TestDb::new(&backend).await;
+            // o0: ids[0], ids[2], ids[4]; o1: ids[1], ids[3], ids[5]
+            let ids = seed(&t.db, 6, 2).await;
+            let seen = Seen::default();
+            let fail_first = Arc::new(Mutex::new(true));
+            let (s, f) = (seen.clone(), fail_first.clone());
+            let x = ids[0];
+            let worker = Worker::builder(t.db.clone(), "replica")
+                .dead_events(policy)
+                .retry(
+                    RetryPolicy::default()
+                        .base(Duration::from_millis(50))
+                        .max_attempts(2)
+                        .jitter(0.0),
+                )
+                .handler(move |e: Event| {
+                    let (s, f) = (s.clone(), f.clone());
+                    async move {
+                        if e.id == x && *f.lock().expect("flag") {
+                            return Err(HandlerError::retry("not yet"));
+                        }
+                        s.push(e);
+                        Ok::<_, HandlerError>(())
+                    }
+                })
+                .build()
+                .expect("build");
+            drain(&worker).await;
+            assert_eq!(
+                seen.ids(),
+                [ids[1], ids[3], ids[5]],
+                "{}: Y flows, X waits",
+                backend.name()
+            );
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            drain(&worker).await; // second attempt fails too: dead
+            assert_eq!(
+                delivery_state(&t.db, "replica", x).await.map(|s| s.0),
+                Some("dead".into())
+            );
+            let status = Queue::new(t.db.clone()).status().await.expect("status");
+            match policy {
+                DeadEvents::Hold => {
+                    assert_eq!(
+                        seen.len(),
+                        3,
+                        "{}: X still held behind its dead event",
+                        backend.name()
+                    );
+                    assert_eq!(status[0].blocked_objects.len(), 1);
+                    assert_eq!(status[0].blocked_objects[0].distributed_id, "o0");
+                    assert_eq!(
+                        status[0].blocked_objects[0].last_error.as_deref(),
+                        Some("not yet")
+                    );
+                    // Retried and fixed, the object flows again, in order.
+                    *fail_first.lock().expect("flag") = false;
+                    Queue::new(t.db.clone())
+                        .retry_dead("replica", None)
+                        .await
+                        .expect("retry");
+                    drain(&worker).await;
+                    assert_eq!(
+                        seen.ids()[3..],
+                        [ids[0], ids[2], ids[4]],
+                        "{}",
+                        backend.name()
+                    );
+                }
+                DeadEvents::Skip => {
+                    assert_eq!(
+                        seen.ids()[3..],
+                        [ids[2], ids[4]],
+                        "{}: moved past the dead one",
+                        backend.name()
+                    );
+                    assert!(status[0].blocked_objects.is_empty());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_waits_for_the_other_consumer() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 40, 5).await;
+        let (a, b) = (Seen::default(), Seen::default());
+        let wa = recording(&t.db, "events", &a)
+            .batch_size(15)
+            .build()
+            .expect("build");
+        let wb = recording(&t.db, "source", &b)
+            .after(["events"])
+            .build()
+            .expect("build");
+        wa.run_once().await.expect("register events"); // handles the first 15
+        assert_eq!(a.len(), 15);
+        drain(&wb).await;
+        let mut got_b = b.ids();
+        got_b.sort();
+        let mut got_a = a.ids();
+        got_a.sort();
+        assert_eq!(
+            got_b,
+            got_a,
+            "{}: source sees only what events handled",
+            backend.name()
+        );
+        drain(&wa).await;
+        drain(&wb).await;
+        let mut got_b = b.ids();
+        got_b.sort();
+        assert_eq!(got_b, ids, "{}", backend.name());
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_added_later_starts_where_it_is_told() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        seed(&t.db, 1_000, 50).await;
+        let (oldest, now) = (Seen::default(), Seen::default());
+        let w_old = recording(&t.db, "backfill", &oldest)
+            .start_from(StartFrom::Oldest)
+            .batch_size(500)
+            .build()
+            .expect("build");
+        let w_now = recording(&t.db, "live", &now)
+            .start_from(StartFrom::Now)
+            .build()
+            .expect("build");
+        assert_eq!(drain(&w_old).await, 1_000, "{}", backend.name());
+        assert_eq!(
+            drain(&w_now).await,
+            0,
+            "{}: nothing from before",
+            backend.name()
+        );
+        new_user("ada").insert(&t.db).await.expect("insert");
+        assert_eq!(drain(&w_now).await, 1);
+        assert_eq!(now.0.lock().expect("seen")[0].distributed_type, "User");
+    }
+}
+
+#[tokio::test]
+async fn prune_removes_only_what_every_consumer_has_passed() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 10, 10).await;
+        let queue = Queue::new(t.db.clone());
+        assert_eq!(
+            queue.prune(Duration::ZERO, 3).await.expect("prune"),
+            0,
+            "no consumer: nothing"
+        );
+        let all = recording(&t.db, "all", &Seen::default())
+            .build()
+            .expect("build");
+        drain(&all).await;
+        let (bad, dead) = (ids[3], ids[4]);
+        let picky = Worker::builder(t.db.clone(), "picky")
+            .retry(RetryPolicy::default().base(Duration::from_secs(3600)))
+            .handler(move |e: Event| async move {
+                match e.id {
+                    id if id == bad => Err(HandlerError::retry("later")),
+                    id if id == dead => Err(HandlerError::permanent("never")),
+                    _ => Ok(()),
+                }
+            })
+            .build()
+            .expect("build");
+        drain(&picky).await;
+        assert_eq!(
+            queue
+                .prune(Duration::from_secs(3600), 3)
+                .await
+                .expect("prune"),
+            0,
+            "retention"
+        );
+        let pruned = queue.prune(Duration::ZERO, 3).await.expect("prune");
+        let left: Vec<i64> = all_ids(&t.db).await;
+        // Pruned: events both consumers passed. Kept: the errored one, the dead one, and what
+        // lies above the errored one in "picky"'s position.
+        assert!(
+            left.contains(&bad) && left.contains(&dead),
+            "{}: {left:?}",
+            backend.name()
+        );
+        assert_eq!(pruned as usize + left.len(), 10);
+        assert_eq!(
+            left.iter().min(),
+            Some(&bad),
+            "{}: everything below the errored event is gone",
+            backend.name()
+        );
+        // New events still flow after pruning.
+        new_user("ada").insert(&t.db).await.expect("insert");
+        assert_eq!(drain(&all).await, 1);
+    }
+}
+
+/// Unknown actions and `changes` that are not JSON objects: the event is dead with a clear error,
+/// the rest flows.
+#[tokio::test]
+async fn malformed_rows_are_dead_with_a_clear_error() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        seed(&t.db, 3, 3).await;
+        let b = t.db.get_database_backend();
+        let bad_action = match b {
+            DbBackend::Postgres => {
+                "UPDATE distributes SET action = 'explode' WHERE distributed_id = 'o1'"
+            }
+            _ => "UPDATE distributes SET action = 'explode' WHERE distributed_id = 'o1'",
+        };
+        t.db.execute_unprepared(bad_action)
+            .await
+            .expect("break a row");
+        if backend == Backend::Sqlite {
+            t.db.execute_unprepared(
+                "UPDATE distributes SET changes = 'not json' WHERE distributed_id = 'o2'",
+            )
+            .await
+            .expect("break a row");
+        } else {
+            t.db.execute_unprepared(
+                "UPDATE distributes SET changes = '[1, 2]' WHERE distributed_id = 'o2'",
+            )
+            .await
+            .expect("break a row");
+        }
+        let seen = Seen::default();
+        let worker = recording(&t.db, "replica", &seen).build().expect("build");
+        assert_eq!(drain(&worker).await, 3, "{}", backend.name());
+        assert_eq!(seen.len(), 1, "only the good row reaches the handler");
+        let status = Queue::new(t.db.clone()).status().await.expect("status");
+        let note = &status[0].types[0];
+        assert_eq!((note.dead, note.processed), (2, 1), "{}", backend.name());
+        let errors: Vec<String> = status[0]
+            .blocked_objects
+            .iter()
+            .filter_map(|o| o.last_error.clone())
+            .collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("unknown action `explode`")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("changes")), "{errors:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_retried_and_the_worker_lives_on() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 2, 2).await;
+        let seen = Seen::default();
+        let s = seen.clone();
+        let boom = ids[0];
+        let worker = Worker::builder(t.db.clone(), "replica")
+            .retry(
+                RetryPolicy::default()
+                    .base(Duration::from_millis(10))
+                    .jitter(0.0),
+            )
+            .handler(move |e: Event| {
+                let s = s.clone();
+                async move {
+                    if e.id == boom && e.attempt == 1 {
+                        panic!("handler bug");
+                    }
+                    s.push(e);
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .build()
+            .expect("build");
+        drain(&worker).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drain(&worker).await;
+        let mut got = seen.ids();
+        got.sort();
+        assert_eq!(got, ids, "{}", backend.name());
+        assert!(handled(&t.db, "replica", boom).await);
+        let attempts: Vec<u32> = seen
+            .0
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|e| e.id == boom)
+            .map(|e| e.attempt)
+            .collect();
+        assert_eq!(attempts, [2], "the panic counted as attempt 1");
+    }
+}
+
+/// Shutdown stops claiming; in-flight events finish within the timeout, or are given back for
+/// another worker to take at once. Never left claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_or_releases_in_flight_events() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 2, 2).await;
+        let started = Seen::default();
+        let s = started.clone();
+        let slow = Worker::builder(t.db.clone(), "replica")
+            .concurrency(2)
+            .lease(Duration::from_secs(3600))
+            .handler(move |e: Event| {
+                let s = s.clone();
+                async move {
+                    let slow = e.changes["n"] == 1;
+                    s.push(e);
+                    tokio::time::sleep(Duration::from_millis(if slow { 60_000 } else { 10 })).await;
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .build()
+            .expect("build")
+            .spawn();
+        wait_until("both started", Duration::from_secs(10), || {
+            started.len() == 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let begun = Instant::now();
+        slow.shutdown(Duration::from_millis(300))
+            .await
+            .expect("shutdown");
+        assert!(
+            begun.elapsed() < Duration::from_secs(5),
+            "returned soon after the timeout"
+        );
+        assert!(
+            handled(&t.db, "replica", ids[0]).await,
+            "{}: the quick one finished",
+            backend.name()
+        );
+        // The slow one was given back: another worker takes it at once despite the 1 h lease.
+        let seen = Seen::default();
+        let next = recording(&t.db, "replica", &seen).build().expect("build");
+        assert_eq!(drain(&next).await, 1, "{}", backend.name());
+        assert_eq!(seen.ids(), [ids[1]]);
+        assert_eq!(
+            seen.0.lock().expect("seen")[0].attempt,
+            1,
+            "a released event is not a failed attempt"
+        );
+    }
+}
+
+/// PostgreSQL: with a 30 s poll interval, NOTIFY wakes the worker at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_a_postgres_worker_before_the_poll_interval() {
+    for backend in backends() {
+        if !matches!(backend, Backend::Postgres(_)) {
+            continue;
+        }
+        let t = TestDb::new(&backend).await;
+        let seen = Seen::default();
+        let handle = recording(&t.db, "replica", &seen)
+            .poll_interval(Duration::from_secs(30))
+            .listen(true)
+            .build()
+            .expect("build")
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(500)).await; // registered, idle, listening
+        let written = Instant::now();
+        new_user("ada").insert(&t.db).await.expect("insert");
+        wait_until("the event", Duration::from_secs(10), || seen.len() == 1).await;
+        let latency = written.elapsed();
+        handle
+            .shutdown(Duration::from_secs(2))
+            .await
+            .expect("shutdown");
+        assert!(
+            latency < Duration::from_secs(2),
+            "picked up after {latency:?}"
+        );
+        eprintln!("postgres: NOTIFY pickup in {latency:?}");
+    }
+}
+
+#[tokio::test]
+async fn status_counts_per_consumer_and_type() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 5, 5).await;
+        new_user("ada").insert(&t.db).await.expect("insert");
+        let failing = ids[0];
+        let worker = Worker::builder(t.db.clone(), "replica")
+            .types(["Note"])
+            .batch_size(3)
+            .retry(RetryPolicy::default().base(Duration::from_secs(3600)))
+            .handler(move |e: Event| async move {
+                if e.id == failing {
+                    Err(HandlerError::retry("down"))
+                } else {
+                    Ok(())
+                }
+            })
+            .build()
+            .expect("build");
+        worker.run_once().await.expect("one batch");
+        let status = Queue::new(t.db.clone()).status().await.expect("status");
+        assert_eq!(status.len(), 1);
+        let s = &status[0];
+        assert_eq!(s.consumer, "replica");
+        assert_eq!(
+            s.types.len(),
+            1,
+            "{}: only the consumer's types",
+            backend.name()
+        );
+        let note = &s.types[0];
+        assert_eq!(
+            (note.pending, note.errored, note.dead, note.processed),
+            (2, 1, 0, 2),
+            "{}",
+            backend.name()
+        );
+        assert!(note.oldest_pending.is_some());
+    }
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_error() {
+    let t = TestDb::new(&Backend::Sqlite).await;
+    let no_handler = Worker::builder(t.db.clone(), "replica").build();
+    assert!(matches!(&no_handler, Err(e) if e.to_string().contains("has no handler")));
+    let empty = Worker::builder(t.db.clone(), " ")
+        .handler(|_e: Event| async { Ok::<_, HandlerError>(()) })
+        .build();
+    assert!(matches!(&empty, Err(e) if e.to_string().contains("1 to 255 characters")));
+    let zero = Worker::builder(t.db.clone(), "r")
+        .batch_size(0)
+        .handler(|_e: Event| async { Ok::<_, HandlerError>(()) })
+        .build();
+    assert!(zero.is_err());
+    let selfish = Worker::builder(t.db.clone(), "r")
+        .after(["r"])
+        .handler(|_e: Event| async { Ok::<_, HandlerError>(()) })
+        .build();
+    assert!(matches!(&selfish, Err(e) if e.to_string().contains("cannot wait for itself")));
+    // Without the queue migration: a clear hint.
+    let bare = TestDb::empty(&Backend::Sqlite).await;
+    let w = Worker::builder(bare.db.clone(), "r")
+        .handler(|_e: Event| async { Ok::<_, HandlerError>(()) })
+        .build()
+        .expect("build");
+    let err = w.run_once().await.expect_err("no queue tables");
+    assert!(err.to_string().contains("run the migrations"), "{err}");
+}
