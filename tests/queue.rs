@@ -888,3 +888,108 @@ async fn bad_configuration_is_a_clear_error() {
     let err = w.run_once().await.expect_err("no queue tables");
     assert!(err.to_string().contains("run the migrations"), "{err}");
 }
+
+/// The child side of `a_killed_worker_loses_nothing`: a worker whose handler never finishes.
+/// Does nothing unless started by that test.
+#[tokio::test]
+#[ignore = "started by a_killed_worker_loses_nothing in a child process"]
+async fn crash_child() {
+    let (Ok(url), Ok(marker)) = (
+        std::env::var("AAD_CRASH_URL"),
+        std::env::var("AAD_CRASH_MARKER"),
+    ) else {
+        return;
+    };
+    let db = sea_orm::Database::connect(url).await.expect("connect");
+    let _handle = Worker::builder(db, "replica")
+        .lease(Duration::from_secs(2))
+        .handler(move |e: Event| {
+            let marker = marker.clone();
+            async move {
+                std::fs::write(&marker, e.id.to_string()).expect("marker");
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .build()
+        .expect("build")
+        .spawn();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// A worker in a child process is killed with SIGKILL in the middle of an event: once its lease
+/// expires, another worker takes every event it held. Nothing is lost.
+#[tokio::test]
+async fn a_killed_worker_loses_nothing() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 3, 3).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let marker = dir.path().join("in-flight");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AAD_CRASH_URL", &t.url)
+            .env("AAD_CRASH_MARKER", &marker)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the child worker");
+        let started = Instant::now();
+        while !marker.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the child never started an event"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let in_flight: i64 = std::fs::read_to_string(&marker)
+            .expect("marker")
+            .parse()
+            .expect("id");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let killed = Instant::now();
+
+        let seen = Seen::default();
+        let worker = recording(&t.db, "replica", &seen).build().expect("build");
+        while seen.len() < 3 {
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "{}: events lost",
+                backend.name()
+            );
+            drain(&worker).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut got = seen.ids();
+        got.sort();
+        assert_eq!(got, ids, "{}: every event, once", backend.name());
+        let retaken = seen
+            .0
+            .lock()
+            .expect("seen")
+            .iter()
+            .find(|e| e.id == in_flight)
+            .map(|e| e.attempt);
+        assert_eq!(
+            retaken,
+            Some(2),
+            "{}: the killed attempt counted",
+            backend.name()
+        );
+        assert!(
+            killed.elapsed() >= Duration::from_millis(1_000),
+            "taken only after the lease expired"
+        );
+        eprintln!(
+            "{}: 1 worker killed mid-event, 3 of 3 events handled after its lease expired",
+            backend.name()
+        );
+    }
+}
