@@ -159,6 +159,16 @@ fn hint(e: DbErr) -> DbErr {
     }
 }
 
+/// The first column of the first row, as a number (`None` for no row or NULL).
+async fn scalar<C: ConnectionTrait>(db: &C, statement: Statement) -> Result<Option<i64>, DbErr> {
+    Ok(db
+        .query_one_raw(statement)
+        .await?
+        .map(|r| r.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten())
+}
+
 /// Numbers up to `limit` events that became visible since the last run, in `id` order, after
 /// every `seq` given before. Returns how many.
 pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64, DbErr> {
@@ -247,14 +257,15 @@ pub(crate) async fn register(
             StartFrom::Oldest => 0,
             StartFrom::Now => {
                 while sequence(db, 10_000).await? > 0 {}
-                db.query_one_raw(stmt(
-                    b,
-                    "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
-                    vec![],
-                ))
+                scalar(
+                    db,
+                    stmt(
+                        b,
+                        "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
+                        vec![],
+                    ),
+                )
                 .await?
-                .map(|r| r.try_get_by_index(0))
-                .transpose()?
                 .unwrap_or(0)
             }
         };
@@ -376,16 +387,16 @@ pub(crate) async fn claim(
             req.consumer
         )));
     }
-    let position: i64 = txn
-        .query_one_raw(stmt(
+    let position: i64 = scalar(
+        &txn,
+        stmt(
             b,
             "SELECT position FROM distribute_consumers WHERE name = ?",
             vec![req.consumer.into()],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
+        ),
+    )
+    .await?
+    .unwrap_or(0);
 
     // Due retries and expired leases.
     let due = txn
@@ -510,22 +521,32 @@ pub(crate) async fn ack(
     owner: &str,
     ids: &[i64],
 ) -> Result<(), DbErr> {
+    let set = "state = 'done', lease_owner = NULL, last_error = NULL, updated_at = ?";
+    update_own_leases(db, consumer, owner, ids, set, vec![now_ms().into()]).await
+}
+
+/// Updates the deliveries `owner` still leases among `ids` (a worker that lost its lease to
+/// another changes nothing).
+async fn update_own_leases(
+    db: &DatabaseConnection,
+    consumer: &str,
+    owner: &str,
+    ids: &[i64],
+    set: &str,
+    mut values: Vec<Value>,
+) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
-    let b = db.get_database_backend();
-    let mut values: Vec<Value> = vec![now_ms().into(), consumer.into(), owner.into()];
+    values.extend([consumer.into(), owner.into()]);
     values.extend(ids.iter().map(|id| Value::from(*id)));
-    db.execute_raw(stmt(
-        b,
-        &format!(
-            "UPDATE distribute_deliveries SET state = 'done', lease_owner = NULL, last_error = NULL, updated_at = ? \
-             WHERE consumer = ? AND lease_owner = ? AND state = 'leased' AND event_id IN ({})",
-            marks(ids.len())
-        ),
-        values,
-    ))
-    .await?;
+    let sql = format!(
+        "UPDATE distribute_deliveries SET {set} \
+         WHERE consumer = ? AND lease_owner = ? AND state = 'leased' AND event_id IN ({})",
+        marks(ids.len())
+    );
+    db.execute_raw(stmt(db.get_database_backend(), &sql, values))
+        .await?;
     Ok(())
 }
 
@@ -544,13 +565,9 @@ pub(crate) async fn fail(
         None => ("dead", now_ms()),
     };
     let error: String = error.chars().take(4_000).collect();
-    db.execute_raw(stmt(
-        b,
-        "UPDATE distribute_deliveries SET state = ?, available_at = ?, last_error = ?, lease_owner = NULL, updated_at = ? \
-         WHERE consumer = ? AND event_id = ? AND lease_owner = ? AND state = 'leased'",
-        vec![state.into(), at.into(), error.into(), now_ms().into(), consumer.into(), id.into(), owner.into()],
-    ))
-    .await?;
+    let set = "state = ?, available_at = ?, last_error = ?, lease_owner = NULL, updated_at = ?";
+    let values = vec![state.into(), at.into(), error.into(), now_ms().into()];
+    update_own_leases(db, consumer, owner, &[id], set, values).await?;
     if retry_at.is_none() {
         db.execute_raw(stmt(
             b,
@@ -569,28 +586,16 @@ pub(crate) async fn release(
     owner: &str,
     ids: &[i64],
 ) -> Result<(), DbErr> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let b = db.get_database_backend();
-    let mut values: Vec<Value> = vec![
-        now_ms().into(),
-        now_ms().into(),
-        consumer.into(),
-        owner.into(),
-    ];
-    values.extend(ids.iter().map(|id| Value::from(*id)));
-    db.execute_raw(stmt(
-        b,
-        &format!(
-            "UPDATE distribute_deliveries SET available_at = ?, attempts = attempts - 1, lease_owner = NULL, updated_at = ? \
-             WHERE consumer = ? AND lease_owner = ? AND state = 'leased' AND event_id IN ({})",
-            marks(ids.len())
-        ),
-        values,
-    ))
-    .await?;
-    Ok(())
+    let set = "available_at = ?, attempts = attempts - 1, lease_owner = NULL, updated_at = ?";
+    update_own_leases(
+        db,
+        consumer,
+        owner,
+        ids,
+        set,
+        vec![now_ms().into(), now_ms().into()],
+    )
+    .await
 }
 
 /// Moves the consumer's position over every event that is handled, dead, or outside its filter,
@@ -602,52 +607,42 @@ pub(crate) async fn advance(
 ) -> Result<i64, DbErr> {
     let b = db.get_database_backend();
     // Read the horizon first: events sequenced later get a higher seq and cannot be passed over.
-    let horizon: i64 = db
-        .query_one_raw(stmt(
+    let horizon: i64 = scalar(
+        db,
+        stmt(
             b,
             "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
             vec![],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    let position: i64 = db
-        .query_one_raw(stmt(
+        ),
+    )
+    .await?
+    .unwrap_or(0);
+    let position: i64 = scalar(
+        db,
+        stmt(
             b,
             "SELECT position FROM distribute_consumers WHERE name = ?",
             vec![consumer.into()],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    let open: Option<i64> = db
-        .query_one_raw(stmt(
+        ),
+    )
+    .await?
+    .unwrap_or(0);
+    let open: Option<i64> = scalar(db, stmt(
             b,
             "SELECT MIN(seq) FROM distribute_deliveries WHERE consumer = ? AND state IN ('leased', 'retry')",
             vec![consumer.into()],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index::<Option<i64>>(0))
-        .transpose()?
-        .flatten();
+        )).await?;
     let mut values: Vec<Value> = vec![position.into(), horizon.into()];
     let filter = config.filter_sql(&mut values);
     values.push(consumer.into());
-    let pending: Option<i64> = db
-        .query_one_raw(stmt(
+    let pending: Option<i64> = scalar(db, stmt(
             b,
             &format!(
                 "SELECT MIN(e.seq) FROM distributes e WHERE e.seq > ? AND e.seq <= ?{filter} \
                  AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ? AND d.event_id = e.id)"
             ),
             values,
-        ))
-        .await?
-        .map(|r| r.try_get_by_index::<Option<i64>>(0))
-        .transpose()?
-        .flatten();
+        )).await?;
     let new_position = match (open, pending) {
         (Some(a), Some(c)) => a.min(c) - 1,
         (Some(a), None) => a - 1,
@@ -922,18 +917,12 @@ impl Queue {
     /// nothing is pruned.
     pub async fn prune(&self, retention: Duration, batch_size: u64) -> Result<u64, DbErr> {
         let b = self.db.get_database_backend();
-        let floor: Option<i64> = self
-            .db
-            .query_one_raw(stmt(
-                b,
-                "SELECT MIN(position) FROM distribute_consumers",
-                vec![],
-            ))
-            .await
-            .map_err(hint)?
-            .map(|r| r.try_get_by_index::<Option<i64>>(0))
-            .transpose()?
-            .flatten();
+        let floor = scalar(
+            &self.db,
+            stmt(b, "SELECT MIN(position) FROM distribute_consumers", vec![]),
+        )
+        .await
+        .map_err(hint)?;
         let Some(floor) = floor else { return Ok(0) };
         let before =
             Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
