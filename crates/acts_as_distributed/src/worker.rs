@@ -321,8 +321,10 @@ impl Inner {
             let next_due = match step.await {
                 Ok(next_due) => next_due,
                 Err(e) => {
+                    // Try again after the poll interval (a full cycle, whatever the probe says).
                     tracing::warn!(error = %e, "worker step failed; trying again after the poll interval");
-                    force = true;
+                    last_seen = -1;
+                    force = false;
                     None
                 }
             };
