@@ -80,20 +80,13 @@ impl MigrationTrait for CreateQueue {
             )
             .await?;
         let conn = manager.get_connection();
-        // Finding the events the sequencer has not numbered yet.
-        match backend {
-            DbBackend::MySql => {
-                conn.execute_unprepared(
-                    "CREATE INDEX idx_distributes_unsequenced ON distributes (seq, id)",
-                )
-                .await?;
-            }
-            _ => {
-                conn.execute_unprepared(
-                    "CREATE INDEX idx_distributes_unsequenced ON distributes (id) WHERE seq IS NULL",
-                )
-                .await?;
-            }
+        // Finding the events the sequencer has not numbered yet (on MySQL, the seq index, which
+        // carries the primary key, serves).
+        if backend != DbBackend::MySql {
+            conn.execute_unprepared(
+                "CREATE INDEX idx_distributes_unsequenced ON distributes (id) WHERE seq IS NULL",
+            )
+            .await?;
         }
 
         manager
@@ -240,6 +233,16 @@ impl MigrationTrait for CreateQueue {
         manager
             .create_index(
                 Index::create()
+                    .name("idx_deliveries_event")
+                    .table(DistributeDeliveries::Table)
+                    .col(DistributeDeliveries::EventId)
+                    .col(DistributeDeliveries::State)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
                     .name("idx_deliveries_due")
                     .table(DistributeDeliveries::Table)
                     .col(DistributeDeliveries::Consumer)
@@ -292,9 +295,11 @@ impl MigrationTrait for CreateQueue {
                 .table(Distributes::Table)
                 .to_owned()
         };
-        manager
-            .drop_index(drop_index("idx_distributes_unsequenced"))
-            .await?;
+        if manager.get_database_backend() != DbBackend::MySql {
+            manager
+                .drop_index(drop_index("idx_distributes_unsequenced"))
+                .await?;
+        }
         manager
             .drop_index(drop_index("idx_distributes_seq"))
             .await?;

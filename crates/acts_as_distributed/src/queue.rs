@@ -12,6 +12,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 use serde_json::Value as Json;
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Where a consumer that did not exist yet starts.
@@ -100,11 +101,23 @@ impl ConsumerConfig {
         sql
     }
 
+    /// `NOT EXISTS` an earlier delivery of the object of `row` (an alias of `distributes` or
+    /// `distribute_deliveries` with `seq`, `distributed_type`, `distributed_id`) that holds it back;
+    /// takes the consumer as its one value.
+    fn unblocked(&self, row: &str) -> String {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM distribute_deliveries p WHERE p.consumer = ? \
+             AND p.distributed_type = {row}.distributed_type AND p.distributed_id = {row}.distributed_id \
+             AND p.seq < {row}.seq AND p.state IN {})",
+            self.blocking_states()
+        )
+    }
+
     /// The delivery states that hold back later events of the same object.
     fn blocking_states(&self) -> &'static str {
         match self.dead_events {
-            DeadEvents::Hold => "('leased', 'retry', 'dead')",
-            DeadEvents::Skip => "('leased', 'retry')",
+            DeadEvents::Hold => "('leased', 'retry', 'waiting', 'dead')",
+            DeadEvents::Skip => "('leased', 'retry', 'waiting')",
         }
     }
 }
@@ -193,55 +206,55 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64,
             DbErr::Custom("distribute_sequencer has no row: rerun the queue migration".into())
         })?
         .try_get_by_index(0)?;
-    let rows = txn
-        .query_all_raw(stmt(
+    let range = txn
+        .query_one_raw(stmt(
             b,
-            "SELECT id FROM distributes WHERE seq IS NULL ORDER BY id LIMIT ?",
+            "SELECT MIN(id), MAX(id) FROM \
+             (SELECT id FROM distributes WHERE seq IS NULL ORDER BY id LIMIT ?) batch",
             vec![(limit as i64).into()],
         ))
         .await?;
-    let ids: Vec<i64> = rows
-        .iter()
-        .map(|r| r.try_get_by_index(0))
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
+    let bound = |i| -> Result<Option<i64>, DbErr> {
+        Ok(range
+            .as_ref()
+            .map(|r| r.try_get_by_index::<Option<i64>>(i))
+            .transpose()?
+            .flatten())
+    };
+    let (Some(low), Some(high)) = (bound(0)?, bound(1)?) else {
         txn.rollback().await?;
         return Ok(0);
-    }
-    let mut values = Vec::with_capacity(ids.len() * 3);
-    let mut cases = String::new();
-    for (i, id) in ids.iter().enumerate() {
-        cases.push_str(" WHEN ? THEN ?");
-        values.push((*id).into());
-        values.push((last + 1 + i as i64).into());
-    }
-    values.extend(ids.iter().map(|id| Value::from(*id)));
-    txn.execute_raw(stmt(
-        b,
-        &format!(
-            "UPDATE distributes SET seq = CASE id{cases} END WHERE id IN ({})",
-            marks(ids.len())
-        ),
-        values,
-    ))
-    .await?;
+    };
+    // `seq = id + shift` keeps the id order, starts above every seq given before, and takes one
+    // statement whatever the count. Gaps in seq are harmless. An event of this id range that
+    // became visible meanwhile gets its seq in this same batch, which no consumer has seen yet.
+    let shift = last + 1 - low;
+    let numbered = txn
+        .execute_raw(stmt(
+            b,
+            "UPDATE distributes SET seq = id + ? WHERE seq IS NULL AND id >= ? AND id <= ?",
+            vec![shift.into(), low.into(), high.into()],
+        ))
+        .await?
+        .rows_affected();
     txn.execute_raw(stmt(
         b,
         "UPDATE distribute_sequencer SET last_seq = ? WHERE id = 1",
-        vec![(last + ids.len() as i64).into()],
+        vec![(high + shift).into()],
     ))
     .await?;
     txn.commit().await?;
-    Ok(ids.len() as u64)
+    Ok(numbered)
 }
 
 /// Creates the consumer if it does not exist (at the start `start` says), and records its config.
 pub(crate) async fn register(
     db: &DatabaseConnection,
     consumer: &str,
-    config: &ConsumerConfig,
+    config: Option<&ConsumerConfig>,
     start: StartFrom,
 ) -> Result<(), DbErr> {
+    let stored = config.cloned().unwrap_or_default().to_json();
     let b = db.get_database_backend();
     let exists = db
         .query_one_raw(stmt(
@@ -273,7 +286,7 @@ pub(crate) async fn register(
             .execute_raw(stmt(
                 b,
                 "INSERT INTO distribute_consumers (name, position, config, created_at, claimed_at) VALUES (?, ?, ?, ?, ?)",
-                vec![consumer.into(), position.into(), config.to_json().into(), now_ms().into(), 0i64.into()],
+                vec![consumer.into(), position.into(), stored.clone().into(), now_ms().into(), 0i64.into()],
             ))
             .await;
         // Another worker of the same consumer may have registered it a moment before.
@@ -291,12 +304,14 @@ pub(crate) async fn register(
             }
         }
     }
-    db.execute_raw(stmt(
-        b,
-        "UPDATE distribute_consumers SET config = ? WHERE name = ?",
-        vec![config.to_json().into(), consumer.into()],
-    ))
-    .await?;
+    if config.is_some() {
+        db.execute_raw(stmt(
+            b,
+            "UPDATE distribute_consumers SET config = ? WHERE name = ?",
+            vec![stored.into(), consumer.into()],
+        ))
+        .await?;
+    }
     Ok(())
 }
 
@@ -351,6 +366,12 @@ fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
     })
 }
 
+/// A 0/1 column computed by a `CASE` (an `i32` on PostgreSQL, an `i64` elsewhere).
+fn flag(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
+    row.try_get::<i64>("", column)
+        .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
+}
+
 /// What one claim asks for.
 pub(crate) struct ClaimRequest<'a> {
     pub consumer: &'a str,
@@ -360,24 +381,24 @@ pub(crate) struct ClaimRequest<'a> {
     pub lease: Duration,
 }
 
-/// Leases up to `limit` events to `owner`: first the due retries and expired leases, then new
-/// events, skipping objects whose earlier events are still leased, waiting for a retry or (by
-/// default) dead, and events an `after` consumer has not handled yet. Claims of one consumer are
-/// serialized by a lock on its row.
+/// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
+/// events, then new events in `seq` order. A new event whose object is held back (an earlier
+/// event of it is leased, waiting for a retry, waiting, or dead under [`DeadEvents::Hold`]) is
+/// parked as `waiting`, so that the position can move past it; one that an `after` consumer has
+/// not handled yet is left alone, and so are the later events of its object. Claims of one
+/// consumer are serialized by a lock on its row. Returns the claimed events and how many were
+/// parked.
 pub(crate) async fn claim(
     db: &DatabaseConnection,
     req: &ClaimRequest<'_>,
-) -> Result<Vec<Claimed>, DbErr> {
+) -> Result<(Vec<Claimed>, usize), DbErr> {
     let b = db.get_database_backend();
-    let now = now_ms();
-    let until = now.saturating_add(ms(req.lease));
-    let blocking = req.config.blocking_states();
     let txn = db.begin().await?;
     let locked = txn
         .execute_raw(stmt(
             b,
             "UPDATE distribute_consumers SET claimed_at = ? WHERE name = ?",
-            vec![now.into(), req.consumer.into()],
+            vec![now_ms().into(), req.consumer.into()],
         ))
         .await
         .map_err(hint)?;
@@ -387,7 +408,10 @@ pub(crate) async fn claim(
             req.consumer
         )));
     }
-    let position: i64 = scalar(
+    // Times start once the lock is held, so waiting for it does not shorten the lease.
+    let now = now_ms();
+    let until = now.saturating_add(ms(req.lease));
+    let position = scalar(
         &txn,
         stmt(
             b,
@@ -398,59 +422,79 @@ pub(crate) async fn claim(
     .await?
     .unwrap_or(0);
 
-    // Due retries and expired leases.
+    // Due retries, expired leases and waiting events whose object is free.
     let due = txn
         .query_all_raw(stmt(
             b,
             &format!(
                 "SELECT {EVENT_COLUMNS}, d.attempts FROM distribute_deliveries d \
                  JOIN distributes e ON e.id = d.event_id \
-                 WHERE d.consumer = ? AND d.state IN ('leased', 'retry') AND d.available_at <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM distribute_deliveries p WHERE p.consumer = d.consumer \
-                   AND p.distributed_type = d.distributed_type AND p.distributed_id = d.distributed_id \
-                   AND p.seq < d.seq AND p.state IN {blocking}) \
-                 ORDER BY d.seq LIMIT ?"
+                 WHERE d.consumer = ? AND d.state IN ('leased', 'retry', 'waiting') AND d.available_at <= ? \
+                 AND {} ORDER BY d.seq LIMIT ?",
+                req.config.unblocked("d")
             ),
-            vec![req.consumer.into(), now.into(), (req.limit as i64).into()],
+            vec![req.consumer.into(), now.into(), req.consumer.into(), (req.limit as i64).into()],
         ))
         .await?;
     let mut claimed = Vec::with_capacity(req.limit as usize);
-    for row in &due {
-        let attempts: i32 = row.try_get("", "attempts")?;
-        claimed.push(read_claimed(row, attempts.max(0) as u32 + 1)?);
-    }
-    if !claimed.is_empty() {
-        let ids: Vec<Value> = claimed.iter().map(|c| c.id.into()).collect();
-        let n = ids.len();
+    if !due.is_empty() {
+        let ids: Vec<i64> = due
+            .iter()
+            .map(|r| r.try_get("", "id"))
+            .collect::<Result<_, _>>()?;
         let mut values: Vec<Value> = vec![
             until.into(),
             req.owner.into(),
             now.into(),
             req.consumer.into(),
+            now.into(),
         ];
-        values.extend(ids);
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        // Re-checked here: a worker whose lease expired may have settled the event meanwhile.
         txn.execute_raw(stmt(
             b,
             &format!(
                 "UPDATE distribute_deliveries SET state = 'leased', attempts = attempts + 1, available_at = ?, \
-                 lease_owner = ?, updated_at = ? WHERE consumer = ? AND event_id IN ({})",
-                marks(n)
+                 lease_owner = ?, updated_at = ? WHERE consumer = ? AND state IN ('leased', 'retry', 'waiting') \
+                 AND available_at <= ? AND event_id IN ({})",
+                marks(ids.len())
             ),
             values,
         ))
         .await?;
+        let mut values: Vec<Value> = vec![req.consumer.into(), req.owner.into(), until.into()];
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let mine: HashSet<i64> = txn
+            .query_all_raw(stmt(
+                b,
+                &format!(
+                    "SELECT event_id FROM distribute_deliveries WHERE consumer = ? AND lease_owner = ? \
+                     AND state = 'leased' AND available_at = ? AND event_id IN ({})",
+                    marks(ids.len())
+                ),
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .collect::<Result<_, _>>()?;
+        for row in &due {
+            let attempts: i32 = row.try_get("", "attempts")?;
+            let c = read_claimed(row, attempts.max(0) as u32 + 1)?;
+            if mine.contains(&c.id) {
+                claimed.push(c);
+            }
+        }
     }
 
-    // New events.
+    // New events above the position.
     let room = req.limit.saturating_sub(claimed.len() as u64);
+    let mut parked = 0;
     if room > 0 {
-        let mut values: Vec<Value> = vec![position.into()];
-        let filter = req.config.filter_sql(&mut values);
-        values.push(req.consumer.into());
-        values.push(req.consumer.into());
-        let mut after = String::new();
+        let mut values: Vec<Value> = vec![req.consumer.into()];
+        let mut after_ok = String::from("1 = 1");
         for other in &req.config.after {
-            after.push_str(
+            after_ok.push_str(
                 " AND (e.seq <= (SELECT position FROM distribute_consumers WHERE name = ?) \
                    OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ? AND a.event_id = e.id AND a.state = 'done')) \
                  AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ? AND a.event_id = e.id AND a.state <> 'done')",
@@ -461,43 +505,64 @@ pub(crate) async fn claim(
                 other.as_str().into(),
             ]);
         }
+        values.push(position.into());
+        let filter = req.config.filter_sql(&mut values);
+        values.push(req.consumer.into());
         values.push((room as i64).into());
         let rows = txn
             .query_all_raw(stmt(
                 b,
                 &format!(
-                    "SELECT {EVENT_COLUMNS} FROM distributes e WHERE e.seq > ?{filter} \
+                    "SELECT {EVENT_COLUMNS}, \
+                     CASE WHEN {} THEN 0 ELSE 1 END AS blocked, CASE WHEN {after_ok} THEN 1 ELSE 0 END AS after_ok \
+                     FROM distributes e WHERE e.seq > ?{filter} \
                      AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ? AND d.event_id = e.id) \
-                     AND NOT EXISTS (SELECT 1 FROM distribute_deliveries p WHERE p.consumer = ? \
-                       AND p.distributed_type = e.distributed_type AND p.distributed_id = e.distributed_id \
-                       AND p.seq < e.seq AND p.state IN {blocking}){after} \
-                     ORDER BY e.seq LIMIT ?"
+                     ORDER BY e.seq LIMIT ?",
+                    req.config.unblocked("e")
                 ),
                 values,
             ))
             .await?;
-        let start = claimed.len();
+        // Objects whose events wait in this batch: behind an event left alone for an `after`
+        // consumer (no row: leave the later ones alone too), or behind a parked one.
+        let mut left_alone: HashSet<(String, String)> = HashSet::new();
+        let mut waiting: HashSet<(String, String)> = HashSet::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut tuples = Vec::new();
         for row in &rows {
-            claimed.push(read_claimed(row, 1)?);
-        }
-        let fresh = &claimed[start..];
-        if !fresh.is_empty() {
-            let mut values: Vec<Value> = Vec::with_capacity(fresh.len() * 9);
-            let mut tuples = Vec::with_capacity(fresh.len());
-            for (c, row) in fresh.iter().zip(&rows) {
-                let seq: i64 = row.try_get("", "seq")?;
-                tuples.push("(?, ?, ?, ?, ?, 'leased', 1, ?, ?, ?)");
-                values.extend([
-                    req.consumer.into(),
-                    c.id.into(),
-                    seq.into(),
-                    c.distributed_type.as_str().into(),
-                    c.distributed_id.as_str().into(),
-                    until.into(),
-                    req.owner.into(),
-                    now.into(),
-                ]);
+            let c = read_claimed(row, 1)?;
+            let seq: i64 = row.try_get("", "seq")?;
+            let object = (c.distributed_type.clone(), c.distributed_id.clone());
+            if left_alone.contains(&object) || flag(row, "after_ok")? == 0 {
+                left_alone.insert(object);
+                continue;
             }
+            let state = if flag(row, "blocked")? == 1 || waiting.contains(&object) {
+                waiting.insert(object);
+                parked += 1;
+                "waiting"
+            } else {
+                "leased"
+            };
+            let leased = state == "leased";
+            tuples.push("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            values.extend([
+                req.consumer.into(),
+                c.id.into(),
+                seq.into(),
+                c.distributed_type.as_str().into(),
+                c.distributed_id.as_str().into(),
+                state.into(),
+                i32::from(leased).into(),
+                if leased { until } else { 0 }.into(),
+                leased.then_some(req.owner).into(),
+                now.into(),
+            ]);
+            if leased {
+                claimed.push(c);
+            }
+        }
+        if !tuples.is_empty() {
             txn.execute_raw(stmt(
                 b,
                 &format!(
@@ -511,7 +576,7 @@ pub(crate) async fn claim(
         }
     }
     txn.commit().await?;
-    Ok(claimed)
+    Ok((claimed, parked))
 }
 
 /// Marks events handled.
@@ -522,7 +587,8 @@ pub(crate) async fn ack(
     ids: &[i64],
 ) -> Result<(), DbErr> {
     let set = "state = 'done', lease_owner = NULL, last_error = NULL, updated_at = ?";
-    update_own_leases(db, consumer, owner, ids, set, vec![now_ms().into()]).await
+    update_own_leases(db, consumer, owner, ids, set, vec![now_ms().into()]).await?;
+    Ok(())
 }
 
 /// Updates the deliveries `owner` still leases among `ids` (a worker that lost its lease to
@@ -534,9 +600,9 @@ async fn update_own_leases(
     ids: &[i64],
     set: &str,
     mut values: Vec<Value>,
-) -> Result<(), DbErr> {
+) -> Result<u64, DbErr> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     values.extend([consumer.into(), owner.into()]);
     values.extend(ids.iter().map(|id| Value::from(*id)));
@@ -545,9 +611,10 @@ async fn update_own_leases(
          WHERE consumer = ? AND lease_owner = ? AND state = 'leased' AND event_id IN ({})",
         marks(ids.len())
     );
-    db.execute_raw(stmt(db.get_database_backend(), &sql, values))
+    let done = db
+        .execute_raw(stmt(db.get_database_backend(), &sql, values))
         .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// Records a failure: retry at `retry_at` (ms), or dead when `retry_at` is `None`.
@@ -567,8 +634,8 @@ pub(crate) async fn fail(
     let error: String = error.chars().take(4_000).collect();
     let set = "state = ?, available_at = ?, last_error = ?, lease_owner = NULL, updated_at = ?";
     let values = vec![state.into(), at.into(), error.into(), now_ms().into()];
-    update_own_leases(db, consumer, owner, &[id], set, values).await?;
-    if retry_at.is_none() {
+    let updated = update_own_leases(db, consumer, owner, &[id], set, values).await?;
+    if retry_at.is_none() && updated == 1 {
         db.execute_raw(stmt(
             b,
             "UPDATE distributes SET error = ? WHERE id = ?",
@@ -595,19 +662,16 @@ pub(crate) async fn release(
         set,
         vec![now_ms().into(), now_ms().into()],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// Moves the consumer's position over every event that is handled, dead, or outside its filter,
 /// and deletes the `done` deliveries below it. Returns the new position.
-pub(crate) async fn advance(
-    db: &DatabaseConnection,
-    consumer: &str,
-    config: &ConsumerConfig,
-) -> Result<i64, DbErr> {
+pub(crate) async fn advance(db: &DatabaseConnection, consumer: &str) -> Result<i64, DbErr> {
     let b = db.get_database_backend();
     // Read the horizon first: events sequenced later get a higher seq and cannot be passed over.
-    let horizon: i64 = scalar(
+    let horizon = scalar(
         db,
         stmt(
             b,
@@ -617,39 +681,37 @@ pub(crate) async fn advance(
     )
     .await?
     .unwrap_or(0);
-    let position: i64 = scalar(
-        db,
-        stmt(
+    let row = db
+        .query_one_raw(stmt(
             b,
-            "SELECT position FROM distribute_consumers WHERE name = ?",
+            "SELECT position, config FROM distribute_consumers WHERE name = ?",
             vec![consumer.into()],
-        ),
-    )
-    .await?
-    .unwrap_or(0);
-    let open: Option<i64> = scalar(db, stmt(
-            b,
-            "SELECT MIN(seq) FROM distribute_deliveries WHERE consumer = ? AND state IN ('leased', 'retry')",
-            vec![consumer.into()],
-        )).await?;
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom(format!("consumer `{consumer}` is not registered")))?;
+    let position: i64 = row.try_get("", "position")?;
+    // The stored filter (the one registered last), so that workers of one consumer running
+    // different versions never pass over events another of them still takes.
+    let config = ConsumerConfig::from_json(&row.try_get::<String>("", "config")?);
+    // Every event with a delivery row is settled for the position: the row itself holds it
+    // (leased, waiting, failed, dead) until it is done. So the position stops below the first
+    // matching event that has no row yet.
     let mut values: Vec<Value> = vec![position.into(), horizon.into()];
     let filter = config.filter_sql(&mut values);
     values.push(consumer.into());
-    let pending: Option<i64> = scalar(db, stmt(
+    let pending = scalar(
+        db,
+        stmt(
             b,
             &format!(
                 "SELECT MIN(e.seq) FROM distributes e WHERE e.seq > ? AND e.seq <= ?{filter} \
                  AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ? AND d.event_id = e.id)"
             ),
             values,
-        )).await?;
-    let new_position = match (open, pending) {
-        (Some(a), Some(c)) => a.min(c) - 1,
-        (Some(a), None) => a - 1,
-        (None, Some(c)) => c - 1,
-        (None, None) => horizon,
-    }
-    .min(horizon);
+        ),
+    )
+    .await?;
+    let new_position = pending.map_or(horizon, |p| p - 1).min(horizon);
     if new_position > position {
         db.execute_raw(stmt(
             b,
@@ -675,15 +737,25 @@ pub(crate) struct Probe {
     pub next_due: Option<i64>,
 }
 
-pub(crate) async fn probe(db: &DatabaseConnection, consumer: &str) -> Result<Probe, DbErr> {
+pub(crate) async fn probe(
+    db: &DatabaseConnection,
+    consumer: &str,
+    config: &ConsumerConfig,
+) -> Result<Probe, DbErr> {
     let b = db.get_database_backend();
+    // Only deliveries a claim could take count as due: one held back behind an earlier event of
+    // its object is not, or the worker would spin until that one is done.
     let row = db
         .query_one_raw(stmt(
             b,
-            "SELECT (SELECT MAX(seq) FROM distributes) AS max_seq, \
-             (SELECT COUNT(*) FROM (SELECT 1 FROM distributes WHERE seq IS NULL LIMIT 1) u) AS unsequenced, \
-             (SELECT MIN(available_at) FROM distribute_deliveries WHERE consumer = ? AND state IN ('leased', 'retry')) AS next_due",
-            vec![consumer.into()],
+            &format!(
+                "SELECT (SELECT MAX(seq) FROM distributes) AS max_seq, \
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM distributes WHERE seq IS NULL LIMIT 1) u) AS unsequenced, \
+                 (SELECT MIN(d.available_at) FROM distribute_deliveries d WHERE d.consumer = ? \
+                   AND d.state IN ('leased', 'retry', 'waiting') AND {}) AS next_due",
+                config.unblocked("d")
+            ),
+            vec![consumer.into(), consumer.into()],
         ))
         .await
         .map_err(hint)?
@@ -783,7 +855,7 @@ impl Queue {
     /// Registers a consumer ahead of its workers, starting where `start` says. Does nothing for a
     /// consumer that exists.
     pub async fn register_consumer(&self, consumer: &str, start: StartFrom) -> Result<(), DbErr> {
-        register(&self.db, consumer, &ConsumerConfig::default(), start).await
+        register(&self.db, consumer, None, start).await
     }
 
     /// The state of every consumer, per type.
@@ -817,11 +889,11 @@ impl Queue {
                     b,
                     &format!(
                         "SELECT e.distributed_type AS t, \
-                         COUNT(CASE WHEN (d.state IS NULL AND e.seq > ?) OR d.state = 'leased' THEN 1 END) AS pending, \
+                         COUNT(CASE WHEN (d.state IS NULL AND e.seq > ?) OR d.state IN ('leased', 'waiting') THEN 1 END) AS pending, \
                          COUNT(CASE WHEN d.state = 'retry' THEN 1 END) AS errored, \
                          COUNT(CASE WHEN d.state = 'dead' THEN 1 END) AS dead, \
                          COUNT(CASE WHEN d.state = 'done' OR (d.state IS NULL AND e.seq <= ?) THEN 1 END) AS processed, \
-                         MIN(CASE WHEN (d.state IS NULL AND e.seq > ?) OR d.state = 'leased' THEN e.created_at END) AS oldest \
+                         MIN(CASE WHEN (d.state IS NULL AND e.seq > ?) OR d.state IN ('leased', 'waiting') THEN e.created_at END) AS oldest \
                          FROM distributes e LEFT JOIN distribute_deliveries d ON d.event_id = e.id AND d.consumer = ? \
                          WHERE e.seq IS NOT NULL{filter} GROUP BY e.distributed_type ORDER BY e.distributed_type"
                     ),
@@ -924,25 +996,37 @@ impl Queue {
         .await
         .map_err(hint)?;
         let Some(floor) = floor else { return Ok(0) };
-        let before =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let before = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| Utc::now().checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let batch_size = batch_size.clamp(1, 10_000);
         let mut total = 0;
         loop {
-            let n = self
+            // The ids first, then a DELETE by id: MySQL runs a DELETE with a subquery on the
+            // same table as a full scan per batch.
+            let ids: Vec<Value> = self
                 .db
-                .execute_raw(stmt(
+                .query_all_raw(stmt(
                     b,
-                    "DELETE FROM distributes WHERE id IN (SELECT id FROM (SELECT e.id FROM distributes e \
-                     WHERE e.seq <= ? AND e.created_at < ? AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d \
-                     WHERE d.event_id = e.id AND d.state <> 'done') ORDER BY e.seq LIMIT ?) batch)",
-                    vec![floor.into(), before.into(), (batch_size.max(1) as i64).into()],
+                    "SELECT e.id FROM distributes e WHERE e.seq <= ? AND e.created_at < ? \
+                     AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.event_id = e.id AND d.state <> 'done') \
+                     ORDER BY e.seq LIMIT ?",
+                    vec![floor.into(), before.into(), (batch_size as i64).into()],
                 ))
                 .await?
-                .rows_affected();
-            total += n;
-            if n == 0 {
+                .iter()
+                .map(|r| r.try_get_by_index::<i64>(0).map(Value::from))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
                 break;
             }
+            let sql = format!("DELETE FROM distributes WHERE id IN ({})", marks(ids.len()));
+            total += self
+                .db
+                .execute_raw(stmt(b, &sql, ids))
+                .await?
+                .rows_affected();
         }
         // Delivery rows of pruned events (`done` rows above some position).
         self.db

@@ -215,8 +215,11 @@ impl WorkerBuilder {
                 self.consumer
             ));
         };
-        if self.batch_size == 0 || self.concurrency == 0 {
-            return bad("batch_size and concurrency must be at least 1".into());
+        if self.batch_size == 0 || self.batch_size > 1_000 || self.concurrency == 0 {
+            return bad(format!(
+                "batch_size must be 1 to 1,000 (got {}) and concurrency at least 1 (got {})",
+                self.batch_size, self.concurrency
+            ));
         }
         if self.lease.is_zero() || self.poll_interval.is_zero() {
             return bad("lease and poll_interval must be longer than zero".into());
@@ -286,7 +289,7 @@ enum Outcome {
 
 impl Inner {
     async fn register(&self) -> Result<(), DbErr> {
-        queue::register(&self.db, &self.consumer, &self.config, self.start).await
+        queue::register(&self.db, &self.consumer, Some(&self.config), self.start).await
     }
 
     async fn run(self: Arc<Self>, stop: CancellationToken, abort: CancellationToken) {
@@ -299,24 +302,32 @@ impl Inner {
         let mut force = true;
         while !stop.is_cancelled() {
             let step = async {
+                if stop.is_cancelled() {
+                    return Ok(None);
+                }
                 if !registered {
                     self.register().await?;
                     registered = true;
                     tracing::info!("consumer registered; worker started");
                 }
-                let p = queue::probe(&self.db, &self.consumer).await?;
+                let p = queue::probe(&self.db, &self.consumer, &self.config).await?;
                 if p.unsequenced {
                     queue::sequence(&self.db, 10_000).await?;
                 }
                 let due = p.next_due.is_some_and(|d| d <= queue::now_ms());
-                if force || p.unsequenced || due || p.max_seq > last_seen {
+                // An `after` consumer also waits for the other consumers' progress, which the
+                // probe does not see: it claims once per poll interval.
+                let upstream = !self.config.after.is_empty();
+                if force || p.unsequenced || due || upstream || p.max_seq > last_seen {
                     last_seen = p.max_seq;
                     let n = self.cycle(&abort).await?;
                     force = n > 0;
-                } else {
-                    force = false;
+                    // A due delivery that could not be taken (its lease was renewed meanwhile)
+                    // must not make the worker spin: wait for the poll interval.
+                    return Ok::<_, DbErr>(if n == 0 { None } else { p.next_due });
                 }
-                Ok::<_, DbErr>(p.next_due)
+                force = false;
+                Ok(p.next_due)
             };
             let next_due = match step.await {
                 Ok(next_due) => next_due,
@@ -359,13 +370,19 @@ impl Inner {
             },
         )
         .await?;
+        let (claimed, parked) = claimed;
         let n = claimed.len();
         if n == 0 {
-            return Ok(0);
+            // Nothing to handle; still move the position over events outside the filter or
+            // parked, so that it keeps up (and pruning with it).
+            queue::advance(&self.db, &self.consumer).await?;
+            return Ok(parked);
         }
         let outcomes = self.handle_batch(claimed, abort).await;
         let mut done = Vec::new();
         let mut released = Vec::new();
+        // Every outcome is recorded even when one write fails, so no event stays leased.
+        let mut first_error = None;
         for outcome in outcomes {
             match outcome {
                 Outcome::Done(id) => done.push(id),
@@ -375,21 +392,28 @@ impl Inner {
                     retry_at,
                     error,
                 } => {
-                    queue::fail(&self.db, &self.consumer, &self.owner, id, retry_at, &error)
-                        .await?;
+                    let r =
+                        queue::fail(&self.db, &self.consumer, &self.owner, id, retry_at, &error)
+                            .await;
+                    first_error = first_error.or(r.err());
                 }
             }
         }
-        queue::ack(&self.db, &self.consumer, &self.owner, &done).await?;
-        queue::release(&self.db, &self.consumer, &self.owner, &released).await?;
-        queue::advance(&self.db, &self.consumer, &self.config).await?;
+        let r = queue::ack(&self.db, &self.consumer, &self.owner, &done).await;
+        first_error = first_error.or(r.err());
+        let r = queue::release(&self.db, &self.consumer, &self.owner, &released).await;
+        first_error = first_error.or(r.err());
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        queue::advance(&self.db, &self.consumer).await?;
         tracing::debug!(
             claimed = n,
             done = done.len(),
             released = released.len(),
             "batch handled"
         );
-        Ok(n)
+        Ok(n + parked)
     }
 
     /// Handles a batch: objects in parallel (up to `concurrency`), each object's events in order.
@@ -520,7 +544,12 @@ async fn listen(db: DatabaseConnection, wake: Arc<Notify>, stop: CancellationTok
     use sea_orm::sqlx::postgres::PgListener;
     while !stop.is_cancelled() {
         let listener = async {
-            let mut l = PgListener::connect_with(db.get_postgres_connection_pool()).await?;
+            // A connection of its own, not one taken from the application's pool for good.
+            let options = db.get_postgres_connection_pool().connect_options();
+            let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with((*options).clone());
+            let mut l = PgListener::connect_with(&pool).await?;
             l.listen("distributes").await?;
             Ok::<_, sea_orm::sqlx::Error>(l)
         };
