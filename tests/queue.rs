@@ -994,3 +994,178 @@ async fn a_killed_worker_loses_nothing() {
         );
     }
 }
+
+async fn position(db: &DatabaseConnection, consumer: &str) -> i64 {
+    let b = db.get_database_backend();
+    let sql = match b {
+        DbBackend::Postgres => "SELECT position FROM distribute_consumers WHERE name = $1",
+        _ => "SELECT position FROM distribute_consumers WHERE name = ?",
+    };
+    db.query_one_raw(Statement::from_sql_and_values(b, sql, [consumer.into()]))
+        .await
+        .expect("read position")
+        .expect("a consumer")
+        .try_get_by_index(0)
+        .expect("position")
+}
+
+async fn max_seq(db: &DatabaseConnection) -> i64 {
+    Queue::new(db.clone()).sequence().await.expect("sequence");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT MAX(seq) FROM distributes",
+        ))
+        .await
+        .expect("max seq")
+        .expect("a row");
+    row.try_get_by_index::<Option<i64>>(0)
+        .expect("seq")
+        .unwrap_or(0)
+}
+
+/// A dead event holding its object back does not pin the consumer's position: the object's later
+/// events wait as parked deliveries, and the position (so claims and pruning) moves on.
+#[tokio::test]
+async fn a_held_object_does_not_pin_the_position() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 4, 2).await; // o0: ids[0], ids[2]; o1: ids[1], ids[3]
+        let bad = ids[0];
+        let worker = Worker::builder(t.db.clone(), "replica")
+            .handler(move |e: Event| async move {
+                if e.id == bad {
+                    Err(HandlerError::permanent("broken"))
+                } else {
+                    Ok(())
+                }
+            })
+            .build()
+            .expect("build");
+        drain(&worker).await;
+        seed(&t.db, 6, 2).await; // more events of o0 and o1
+        drain(&worker).await;
+        assert_eq!(
+            position(&t.db, "replica").await,
+            max_seq(&t.db).await,
+            "{}",
+            backend.name()
+        );
+        let status = Queue::new(t.db.clone()).status().await.expect("status");
+        let note = &status[0].types[0];
+        // o0's 4 later events wait behind the dead one; o1's 5 events are done.
+        assert_eq!(
+            (note.dead, note.pending, note.processed),
+            (1, 4, 5),
+            "{}",
+            backend.name()
+        );
+    }
+}
+
+/// A consumer whose filter matches none of the new events still moves its position over them.
+#[tokio::test]
+async fn a_filtered_consumer_keeps_its_position_up() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let seen = Seen::default();
+        let worker = recording(&t.db, "users-only", &seen)
+            .types(["User"])
+            .build()
+            .expect("build");
+        drain(&worker).await;
+        seed(&t.db, 50, 5).await;
+        drain(&worker).await;
+        assert_eq!(seen.len(), 0);
+        assert_eq!(
+            position(&t.db, "users-only").await,
+            max_seq(&t.db).await,
+            "{}",
+            backend.name()
+        );
+    }
+}
+
+/// A worker whose due delivery is held back behind a failing event of its object sleeps its poll
+/// interval instead of claiming in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_delivery_does_not_make_the_worker_spin() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 2, 1).await; // one object: the first fails, the second is released
+        let claims = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = claims.clone();
+        let mut db = t.db.clone();
+        db.set_metric_callback(move |info| {
+            if info
+                .statement
+                .sql
+                .starts_with("UPDATE distribute_consumers SET claimed_at")
+            {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let first = ids[0];
+        let handle = Worker::builder(db, "replica")
+            .poll_interval(Duration::from_millis(300))
+            .retry(RetryPolicy::default().base(Duration::from_secs(3600)))
+            .handler(move |e: Event| async move {
+                if e.id == first {
+                    Err(HandlerError::retry("later"))
+                } else {
+                    Ok(())
+                }
+            })
+            .build()
+            .expect("build")
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = claims.load(std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let during = claims.load(std::sync::atomic::Ordering::Relaxed) - before;
+        handle
+            .shutdown(Duration::from_secs(2))
+            .await
+            .expect("shutdown");
+        assert!(
+            during <= 7,
+            "{}: {during} claims in 1.5 s with a 300 ms poll interval",
+            backend.name()
+        );
+    }
+}
+
+/// An idle `after` consumer notices when the other consumer catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_consumer_wakes_when_the_other_catches_up() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 10, 3).await;
+        Queue::new(t.db.clone())
+            .register_consumer("events", StartFrom::Oldest)
+            .await
+            .expect("register");
+        let seen = Seen::default();
+        let b = recording(&t.db, "source", &seen)
+            .after(["events"])
+            .poll_interval(Duration::from_millis(100))
+            .listen(false)
+            .build()
+            .expect("build")
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(seen.len(), 0, "nothing before `events` handled it");
+        let a = recording(&t.db, "events", &Seen::default())
+            .build()
+            .expect("build");
+        drain(&a).await;
+        wait_until("source to catch up", Duration::from_secs(10), || {
+            seen.len() == 10
+        })
+        .await;
+        b.shutdown(Duration::from_secs(2)).await.expect("shutdown");
+        let mut got = seen.ids();
+        got.sort();
+        assert_eq!(got, ids, "{}", backend.name());
+    }
+}
