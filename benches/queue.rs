@@ -20,9 +20,11 @@
 //!    `BENCH_DRAIN_POLL_MS` when a claim comes back empty. `seen twice` counts events a handler
 //!    got again (an expired lease); `library warnings` counts what the library logged at `WARN`
 //!    (such as a failed worker step), the first 20 of which go to stderr.
-//! 2. **Memory.** Before each drain the bench resets the process's peak RSS (`5` into
+//! 2. **Memory and CPU.** Before each drain the bench resets the process's peak RSS (`5` into
 //!    `/proc/self/clear_refs`) and reads `VmRSS`; after the drain it reads `VmHWM`. This is the
 //!    whole bench process (its runtime, pools and bookkeeping), so the RSS before is the baseline.
+//!    `bench CPU` is the process's user + system time (`/proc/self/stat`) over the drain, per
+//!    event: the client side on PostgreSQL and MariaDB; on SQLite it includes the database engine.
 //! 3. **Pickup latency.** A consumer that starts at `StartFrom::Now` idles; a writer commits
 //!    `BENCH_SAMPLES` events one at a time (one autocommit INSERT each, 3–13 ms apart) and
 //!    records the instant the INSERT returned; the handler records the instant it is called;
@@ -38,7 +40,8 @@
 //!    whole cycle: register (2 statements), one empty sequencer transaction, the claim
 //!    transaction, the handler calls, the ack and the advance. The first call per database is a
 //!    warm-up; the calls alternate between the two databases. `idle` is `run_once` with nothing
-//!    pending.
+//!    pending. The workers use a pool with sqlx statement logging on, so that the time of each
+//!    statement per `run_once` is reported beside it (the logging costs both sides alike).
 //! 5. **Where the time goes** (`BENCH_PROFILE_EVENTS` > 0). A second pool on the drain database
 //!    with sqlx statement logging on; a `tracing` subscriber that listens only to `sqlx::query`
 //!    adds up each statement's elapsed time (sqlx's own timer: from sending to the last row).
@@ -295,6 +298,18 @@ fn status_mib(field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time of the whole process so far (user + system), from `/proc/self/stat` (in USER_HZ
+/// ticks, 100 per second on Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Resets `VmHWM` to the current RSS (Linux 4.0+). Returns whether it worked.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -365,6 +380,8 @@ struct DrainRun {
     duplicates: usize,
     /// Warnings the library logged during the drain (failed worker steps and the like).
     warnings: usize,
+    /// CPU time of the bench process per event, in microseconds.
+    cpu_us: Option<f64>,
 }
 
 /// Which backlog events a handler has seen.
@@ -466,10 +483,12 @@ async fn library_drain(
     let warnings = WARNINGS.load(Ordering::Relaxed);
     let reset = reset_peak_rss();
     let rss_before = status_mib("VmRSS:");
+    let cpu = cpu_seconds();
     let start = Instant::now();
     let handles: Vec<WorkerHandle> = built.into_iter().map(Worker::spawn).collect();
     tracker.wait(consumer).await?;
     let elapsed = start.elapsed();
+    let cpu_us = cpu_per_event(cpu, backlog.len);
     let rss_peak = if reset { status_mib("VmHWM:") } else { None };
     for h in handles {
         h.shutdown(Duration::from_secs(30)).await?;
@@ -480,7 +499,13 @@ async fn library_drain(
         rss_peak,
         duplicates: tracker.duplicates.load(Ordering::Relaxed),
         warnings: WARNINGS.load(Ordering::Relaxed) - warnings,
+        cpu_us,
     })
+}
+
+/// Microseconds of process CPU per event since `before`.
+fn cpu_per_event(before: Option<f64>, events: usize) -> Option<f64> {
+    Some((cpu_seconds()? - before?) * 1e6 / events as f64)
 }
 
 /// (Re)creates `bench_jobs` holding a copy of the backlog, all pending.
@@ -584,6 +609,7 @@ async fn raw_drain(
     fill_jobs(db, backlog).await?;
     let reset = reset_peak_rss();
     let rss_before = status_mib("VmRSS:");
+    let cpu = cpu_seconds();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| tokio::spawn(raw_client(db.clone(), knobs.batch, usize::MAX)))
@@ -593,6 +619,7 @@ async fn raw_drain(
         handled += t.await??;
     }
     let elapsed = start.elapsed();
+    let cpu_us = cpu_per_event(cpu, backlog.len);
     let rss_peak = if reset { status_mib("VmHWM:") } else { None };
     let left = scalar(
         db,
@@ -613,6 +640,7 @@ async fn raw_drain(
         rss_peak,
         duplicates: 0,
         warnings: 0,
+        cpu_us,
     })
 }
 
@@ -1287,9 +1315,9 @@ fn print_report(report: &Report, knobs: &Knobs, elapsed: Duration) {
         knobs.drain_poll
     );
     println!(
-        "| backend | drain | events/s | vs raw SQL 1 client | vs raw SQL 2 clients | RSS before (MiB) | peak RSS during (MiB) | seen twice | library warnings |"
+        "| backend | drain | events/s | vs raw SQL 1 client | vs raw SQL 2 clients | bench CPU (µs/event) | RSS before (MiB) | peak RSS during (MiB) | seen twice | library warnings |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let rate_of = |backend: &str, drain: Drain| {
         report
             .drains
@@ -1307,12 +1335,20 @@ fn print_report(report: &Report, knobs: &Knobs, elapsed: Duration) {
         let dups: usize = l.runs.iter().map(|r| r.duplicates).sum();
         let warnings: usize = l.runs.iter().map(|r| r.warnings).sum();
         println!(
-            "| {} | {} | {:.0} | {:.2}x | {:.2}x | {} | {} | {dups} | {warnings} |",
+            "| {} | {} | {:.0} | {:.2}x | {:.2}x | {} | {} | {} | {dups} | {warnings} |",
             l.backend,
             l.drain.label(),
             rate,
             rate / raw1,
             rate / raw2,
+            {
+                let cpu: Vec<f64> = l.runs.iter().filter_map(|r| r.cpu_us).collect();
+                if cpu.is_empty() {
+                    "n/a".to_owned()
+                } else {
+                    format!("{:.1}", median(&cpu))
+                }
+            },
             mib(before),
             mib(peak),
         );

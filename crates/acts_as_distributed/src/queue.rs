@@ -704,8 +704,10 @@ pub(crate) async fn advance(db: &DatabaseConnection, consumer: &str) -> Result<i
         stmt(
             b,
             &format!(
-                "SELECT MIN(e.seq) FROM distributes e WHERE e.seq > ? AND e.seq <= ?{filter} \
-                 AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ? AND d.event_id = e.id)"
+                // ORDER BY .. LIMIT 1 (not MIN) lets the database stop at the first match.
+                "SELECT e.seq FROM distributes e WHERE e.seq > ? AND e.seq <= ?{filter} \
+                 AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ? AND d.event_id = e.id) \
+                 ORDER BY e.seq LIMIT 1"
             ),
             values,
         ),
