@@ -25,11 +25,11 @@
 //! default 1000). SQLite always; PostgreSQL when `TEST_POSTGRES_URL` is set; MySQL / MariaDB when
 //! `TEST_MYSQL_URL` is set. The table goes to stdout, progress to stderr.
 
+use acts_as_distributed_suite::bench::{knob, median, progress};
 use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 use uuid::Uuid;
@@ -528,16 +528,6 @@ impl Bench<'_> {
     }
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 struct Line {
     backend: &'static str,
     operation: &'static str,
@@ -567,18 +557,6 @@ fn lines_of(backend: &'static str, group: &Group, timings: &Timings) -> Vec<Line
             }
         })
         .collect()
-}
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(default)
-}
-
-fn progress(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 async fn bench_backend(

@@ -59,6 +59,7 @@
 //! stdout, progress to stderr.
 
 use acts_as_distributed::{Event, HandlerError, Queue, StartFrom, Worker, WorkerHandle};
+use acts_as_distributed_suite::bench::{knob, median, progress, stmt};
 use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
 use chrono::Utc;
 use sea_orm::{
@@ -66,7 +67,6 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
 };
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -115,41 +115,8 @@ impl Knobs {
     }
 }
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(default)
-}
-
-fn progress(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // SQL helpers
-
-/// A statement written with `?` placeholders, numbered `$1, $2, ..` for PostgreSQL.
-fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
 
 fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -777,16 +744,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

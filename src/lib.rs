@@ -1,6 +1,7 @@
 //! Shared support for the integration tests, examples and benchmarks of acts_as_distributed:
 //! test entities and fresh databases on every backend. Not published.
 
+pub mod bench;
 pub mod entities;
 pub mod testdb;
 
