@@ -1,8 +1,10 @@
 //! Entities the tests, examples and benchmarks share.
 
+pub mod customer;
 pub mod membership;
 pub mod note;
 pub mod probe;
+pub mod purchase;
 pub mod sample;
 pub mod user;
 
@@ -16,6 +18,8 @@ pub async fn create_tables(db: &DatabaseConnection) {
     create(db, &schema, membership::Entity).await;
     create(db, &schema, sample::Entity).await;
     create(db, &schema, probe::Entity).await;
+    create(db, &schema, customer::Entity).await;
+    create(db, &schema, purchase::Entity).await;
 }
 
 async fn create<E: EntityTrait>(db: &DatabaseConnection, schema: &Schema, entity: E) {

@@ -61,7 +61,6 @@ pub trait DistributedEntity: EntityTrait {
             type_name: type_name(),
             found: json_kind(changes),
         })?;
-        let templates = <Self::ActiveModel as ActiveModelTrait>::default_values();
         object
             .iter()
             .map(|(name, json)| {
@@ -69,12 +68,7 @@ pub trait DistributedEntity: EntityTrait {
                     type_name: type_name(),
                     column: name.clone(),
                 })?;
-                let like = templates
-                    .get(column)
-                    .into_value()
-                    .or_else(|| values::template_for(column.def().get_column_type()))
-                    .unwrap_or(Value::String(None));
-                let value = values::from_json(json, &like).map_err(|source| Error::Value {
+                let value = decode_value::<Self>(column, json).map_err(|source| Error::Value {
                     type_name: type_name(),
                     column: name.clone(),
                     source,
@@ -83,6 +77,19 @@ pub trait DistributedEntity: EntityTrait {
             })
             .collect()
     }
+}
+
+/// Turns the JSON form of one value of `column` back into the kind of value its Rust field holds.
+pub(crate) fn decode_value<E: EntityTrait>(
+    column: E::Column,
+    json: &Json,
+) -> Result<Value, values::ValueError> {
+    let like = <E::ActiveModel as ActiveModelTrait>::default_values()
+        .get(column)
+        .into_value()
+        .or_else(|| values::template_for(column.def().get_column_type()))
+        .unwrap_or(Value::String(None));
+    values::from_json(json, &like)
 }
 
 fn json_kind(json: &Json) -> &'static str {

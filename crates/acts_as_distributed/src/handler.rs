@@ -35,6 +35,34 @@ pub struct Event {
     pub attempt: u32,
 }
 
+impl Event {
+    /// An event as a consumer other than the built-in worker receives it (from NATS, say), for
+    /// [`Replicator::apply`](crate::Replicator::apply) or your own handlers; the other fields
+    /// start empty (`seq` 0, now, format 1, attempt 1) and are public to set.
+    pub fn new(
+        id: i64,
+        distributed_type: impl Into<String>,
+        distributed_id: impl Into<String>,
+        action: Action,
+        changes: Json,
+    ) -> Self {
+        Self {
+            id,
+            seq: 0,
+            distributed_type: distributed_type.into(),
+            distributed_id: distributed_id.into(),
+            action,
+            changes,
+            client_id: None,
+            messages: None,
+            created_at: Utc::now(),
+            source_txid: None,
+            format: crate::FORMAT_VERSION,
+            attempt: 1,
+        }
+    }
+}
+
 /// A handler's failure: retried later, or dead at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerError {

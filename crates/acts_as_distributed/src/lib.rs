@@ -33,7 +33,8 @@
 //! ```
 //!
 //! Guides: `docs/capture.md` (what is captured, on which SeaORM paths, and how),
-//! `docs/values.md` (the JSON form of each value).
+//! `docs/values.md` (the JSON form of each value), `docs/queue.md` (consumers and workers),
+//! `docs/replication.md` (the replicator, snapshot and verify).
 
 mod capture;
 mod config;
@@ -44,6 +45,7 @@ mod handler;
 mod hooks;
 mod macros;
 mod queue;
+mod replicate;
 mod retry;
 mod scope;
 mod transaction;
@@ -58,6 +60,10 @@ pub use event::{Action, FORMAT_VERSION, distribute};
 pub use handler::{Event, Handler, HandlerError};
 pub use hooks::DistributedBehavior;
 pub use queue::{BlockedObject, ConsumerStatus, DeadEvents, Queue, StartFrom, TypeStatus};
+pub use replicate::{
+    Applied, EntityDiff, Replicator, ReplicatorBuilder, Snapshot, SnapshotProgress, UnknownColumns,
+    VerifyReport,
+};
 pub use retry::RetryPolicy;
 pub use scope::{Scope, without_distributing};
 pub use transaction::transaction;

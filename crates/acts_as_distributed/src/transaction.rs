@@ -3,7 +3,10 @@
 
 use crate::event::{NewEvent, insert_events};
 use crate::scope;
-use sea_orm::{ConnectionTrait, TransactionError, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionError, TransactionOptions,
+    TransactionSession, TransactionTrait,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -93,7 +96,9 @@ where
     T: Send,
     E: std::fmt::Display + std::fmt::Debug + Send,
 {
-    let txn = db.begin().await.map_err(TransactionError::Connection)?;
+    let txn = begin_write(db)
+        .await
+        .map_err(TransactionError::Connection)?;
     let buffer = Arc::new(EventBuffer::for_connection(&txn));
     let mut ctx = scope::current();
     ctx.buffer = Some(buffer.clone());
@@ -115,4 +120,15 @@ where
             Err(TransactionError::Transaction(e))
         }
     }
+}
+
+/// Begins a transaction that will write: `BEGIN IMMEDIATE` on SQLite, so it takes the write lock
+/// at once instead of failing with "database is locked" when it upgrades from reading while
+/// another connection (a worker, say) writes; a plain `BEGIN` elsewhere.
+pub(crate) async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }

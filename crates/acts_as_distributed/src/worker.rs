@@ -7,7 +7,7 @@ use crate::queue::{self, ClaimRequest, Claimed, ConsumerConfig, DeadEvents, Star
 use crate::retry::{RetryPolicy, random_unit};
 use futures_util::FutureExt as _;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -425,15 +425,22 @@ impl Inner {
     ) -> Vec<Outcome> {
         let mut groups: Vec<Vec<Claimed>> = Vec::new();
         let mut index: HashMap<(String, String), usize> = HashMap::new();
-        let mut all_ids = Vec::with_capacity(claimed.len());
-        for c in claimed {
-            all_ids.push(c.id);
-            let key = (c.distributed_type.clone(), c.distributed_id.clone());
-            let i = *index.entry(key).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[i].push(c);
+        let all_ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        if self.concurrency == 1 {
+            // One at a time in sequence order, across objects too: a replica's foreign keys need
+            // a parent's create before its children's.
+            let mut claimed = claimed;
+            claimed.sort_by_key(|c| c.event.as_ref().map_or(i64::MAX, |e| e.seq));
+            groups.push(claimed);
+        } else {
+            for c in claimed {
+                let key = (c.distributed_type.clone(), c.distributed_id.clone());
+                let i = *index.entry(key).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[i].push(c);
+            }
         }
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
@@ -480,13 +487,15 @@ impl Inner {
         outcomes
     }
 
-    /// One object's events, in order. After a failure that holds the object back, the rest are
-    /// given back (they wait behind the failed one).
+    /// Events in order (one object's, or with concurrency 1 the whole batch). After a failure
+    /// that holds an object back, the rest of that object's are given back (they wait behind the
+    /// failed one).
     async fn handle_group(&self, group: Vec<Claimed>) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut held = false;
+        let mut held: HashSet<(String, String)> = HashSet::new();
         for c in group {
-            if held {
+            let object = (c.distributed_type, c.distributed_id);
+            if held.contains(&object) {
                 outcomes.push(Outcome::Released(c.id));
                 continue;
             }
@@ -512,7 +521,9 @@ impl Inner {
                         retry_at,
                         error: e.message().to_owned(),
                     });
-                    held = !dead || self.config.dead_events == DeadEvents::Hold;
+                    if !dead || self.config.dead_events == DeadEvents::Hold {
+                        held.insert(object);
+                    }
                 }
             }
         }
