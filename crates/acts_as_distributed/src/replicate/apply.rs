@@ -9,7 +9,7 @@ use crate::handler::HandlerError;
 use crate::values;
 use sea_orm::sea_query::Value;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ColumnType, Condition, ConnectionTrait,
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic,
     IntoActiveModel, Iterable, ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter,
     QueryOrder, QuerySelect,
@@ -163,7 +163,7 @@ where
                 let values = dist
                     .distributed_columns()
                     .iter()
-                    .map(|c| row.get(*c))
+                    .map(|c| comparable(*c, row.get(*c)))
                     .collect();
                 (dist.id_of_model(&row), values)
             })
@@ -244,6 +244,18 @@ fn set<A: ActiveModelTrait>(
             values::to_json(&value)
         ))
     })
+}
+
+/// `value` as verify compares it: a decimal rounded to its column's scale, since SQLite stores
+/// SeaORM's decimals as floating point (`-4398294.4482` reads back as `-4398294.448200001`).
+fn comparable<C: ColumnTrait>(column: C, value: Value) -> Value {
+    match (column.def().get_column_type(), value) {
+        (
+            ColumnType::Decimal(Some((_, scale))) | ColumnType::Money(Some((_, scale))),
+            Value::Decimal(Some(d)),
+        ) => Value::Decimal(Some(d.round_dp(*scale))),
+        (_, value) => value,
+    }
 }
 
 /// Whether two values of one column are the same (floats by their JSON form, so NaN equals NaN;
