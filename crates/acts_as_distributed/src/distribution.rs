@@ -85,7 +85,7 @@ pub trait DistributedEntity: EntityTrait {
     }
 }
 
-fn json_kind(json: &Json) -> &'static str {
+pub(crate) fn json_kind(json: &Json) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -35,6 +35,7 @@
 //! Guides: `docs/capture.md` (what is captured, on which SeaORM paths, and how),
 //! `docs/values.md` (the JSON form of each value).
 
+mod bulk;
 mod capture;
 mod config;
 mod distribution;
@@ -43,6 +44,7 @@ mod event;
 mod handler;
 mod hooks;
 mod macros;
+mod manual;
 mod queue;
 mod retry;
 mod scope;
@@ -51,12 +53,14 @@ pub mod values;
 mod worker;
 
 pub use async_trait::async_trait;
+pub use bulk::{DistributedExecExt, insert_many};
 pub use config::{OutsideTransaction, Settings, UnknownConnection};
 pub use distribution::{DistributedEntity, Distribution};
 pub use error::{Error, Result};
 pub use event::{Action, FORMAT_VERSION, distribute};
 pub use handler::{Event, Handler, HandlerError};
 pub use hooks::DistributedBehavior;
+pub use manual::{ManualEvent, record_model};
 pub use queue::{BlockedObject, ConsumerStatus, DeadEvents, Queue, StartFrom, TypeStatus};
 pub use retry::RetryPolicy;
 pub use scope::{Scope, without_distributing};
@@ -69,8 +73,8 @@ pub use active_model_ext::DistributedActiveModelExt;
 /// The one-line import: the macro's traits, the scope and the helper.
 pub mod prelude {
     pub use crate::{
-        DistributedActiveModelExt, DistributedBehavior, DistributedEntity, Scope,
-        acts_as_distributed, transaction, without_distributing,
+        DistributedActiveModelExt, DistributedBehavior, DistributedEntity, DistributedExecExt,
+        Scope, acts_as_distributed, transaction, without_distributing,
     };
 }
 
