@@ -22,9 +22,9 @@ use crate::values::to_json;
 use sea_orm::sea_query::{Condition, InsertStatement, IntoValueTuple, Query, UpdateStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, DeleteMany, DeleteOne,
-    EntityName, EntityTrait, IdenStatic, Insert, IntoActiveModel, Iterable, ModelTrait,
-    PrimaryKeyToColumn, QueryFilter, QueryTrait, Statement, TransactionSession, TransactionTrait,
-    UpdateMany, ValidatedDeleteOne, Value,
+    EntityTrait, IdenStatic, Insert, IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn,
+    QueryFilter, QueryTrait, Statement, TransactionSession, TransactionTrait, UpdateMany,
+    ValidatedDeleteOne, Value,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -658,6 +658,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::EntityName;
     use sea_orm::sea_query::{Expr, ExprTrait};
 
     mod item {
