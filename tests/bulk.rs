@@ -183,7 +183,7 @@ async fn entity_insert_records_a_create_and_refuses_upserts() {
         assert!(upsert.to_string().contains("upsert"), "{name}: {upsert}");
         txn.commit().await.expect("commit");
 
-        assert_eq!(users(&t.db).await, [ada.clone()], "{name}");
+        assert_eq!(users(&t.db).await, std::slice::from_ref(&ada), "{name}");
         assert_eq!(
             id_and_changes(&events(&t.db).await),
             [(ada.uuid.to_string(), attributes(&ada))],

@@ -112,46 +112,46 @@ pub trait DistributedExecExt: Sized {
 impl<E: DistributedEntity> DistributedExecExt for UpdateMany<E> {
     type Output = Vec<ModelOf<E>>;
 
-    fn exec_distributed<C>(self, db: &C) -> impl Future<Output = Result<Self::Output, DbErr>> + Send
+    async fn exec_distributed<C>(self, db: &C) -> Result<Self::Output, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        update::<E, C>(self.into_query(), db)
+        update::<E, C>(self.into_query(), db).await
     }
 }
 
 impl<E: DistributedEntity> DistributedExecExt for DeleteMany<E> {
     type Output = Vec<ModelOf<E>>;
 
-    fn exec_distributed<C>(self, db: &C) -> impl Future<Output = Result<Self::Output, DbErr>> + Send
+    async fn exec_distributed<C>(self, db: &C) -> Result<Self::Output, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        delete::<E, C>(self, db)
+        delete::<E, C>(self, db).await
     }
 }
 
 impl<E: DistributedEntity> DistributedExecExt for ValidatedDeleteOne<E> {
     type Output = Option<ModelOf<E>>;
 
-    fn exec_distributed<C>(self, db: &C) -> impl Future<Output = Result<Self::Output, DbErr>> + Send
+    async fn exec_distributed<C>(self, db: &C) -> Result<Self::Output, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
         let mut many = E::delete_many();
         *QueryTrait::query(&mut many) = self.into_query();
-        async move { Ok(delete::<E, C>(many, db).await?.into_iter().next()) }
+        Ok(delete::<E, C>(many, db).await?.into_iter().next())
     }
 }
 
 impl<E: DistributedEntity> DistributedExecExt for DeleteOne<E> {
     type Output = Option<ModelOf<E>>;
 
-    fn exec_distributed<C>(self, db: &C) -> impl Future<Output = Result<Self::Output, DbErr>> + Send
+    async fn exec_distributed<C>(self, db: &C) -> Result<Self::Output, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        async move { self.validate()?.exec_distributed(db).await }
+        self.validate()?.exec_distributed(db).await
     }
 }
 
@@ -163,11 +163,11 @@ where
 {
     type Output = ModelOf<A::Entity>;
 
-    fn exec_distributed<C>(self, db: &C) -> impl Future<Output = Result<Self::Output, DbErr>> + Send
+    async fn exec_distributed<C>(self, db: &C) -> Result<Self::Output, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        insert_one::<A, C>(self, db)
+        insert_one::<A, C>(self, db).await
     }
 }
 
