@@ -211,6 +211,7 @@ where
 /// # Errors
 /// SeaORM's errors for the inserts and the event insert, and strict mode's as for
 /// [`DistributedExecExt::exec_distributed`]. Nothing is written when it fails.
+#[tracing::instrument(level = "debug", skip_all, fields(entity = A::Entity::distributed_type()))]
 pub async fn insert_many<A, I, C>(db: &C, models: I) -> Result<Vec<ModelOf<A::Entity>>, DbErr>
 where
     A: ActiveModelTrait + Send,
@@ -238,6 +239,7 @@ where
     .await
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(entity = A::Entity::distributed_type()))]
 async fn insert_one<A, C>(insert: Insert<A>, db: &C) -> Result<ModelOf<A::Entity>, DbErr>
 where
     A: ActiveModelTrait + Send,
@@ -292,9 +294,11 @@ where
     let models = fill_like_insert_many(models);
     let mut keys = Vec::with_capacity(models.len());
     for am in models {
+        // The key the row was given, else the one the database generated (a NULL key filled in
+        // above is generated too).
         let set_key: Option<Vec<Value>> = primary_columns::<A::Entity>()
             .iter()
-            .map(|c| am.get(*c).into_value())
+            .map(|c| am.get(*c).into_value().filter(|v| *v != v.as_null()))
             .collect();
         let inserted = A::Entity::insert(am).exec(txn).await?;
         keys.push(set_key.unwrap_or_else(|| {
@@ -333,6 +337,7 @@ fn fill_like_insert_many<A: ActiveModelTrait>(mut models: Vec<A>) -> Vec<A> {
     models
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(entity = E::distributed_type()))]
 async fn update<E, C>(statement: UpdateStatement, db: &C) -> Result<Vec<ModelOf<E>>, DbErr>
 where
     E: DistributedEntity,
@@ -415,6 +420,7 @@ where
     read_by_keys::<E, _>(txn, &keys).await
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(entity = E::distributed_type()))]
 async fn delete<E, C>(many: DeleteMany<E>, db: &C) -> Result<Vec<ModelOf<E>>, DbErr>
 where
     E: DistributedEntity,
@@ -710,6 +716,26 @@ mod tests {
         assert_eq!(
             read.values.map(|v| v.0),
             Some(vec![Value::from("a%"), Value::from(3)])
+        );
+    }
+
+    #[test]
+    fn the_locking_read_of_an_update_keeps_its_order_and_limit() {
+        let mut many = item::Entity::update_many()
+            .col_expr(item::Column::Stock, Expr::value(0))
+            .filter(item::Column::Stock.gt(10));
+        QueryTrait::query(&mut many)
+            .order_by(item::Column::Id, sea_orm::Order::Desc)
+            .limit(2);
+        let read = read_for_update(many).expect("locking read");
+        assert_eq!(
+            read.sql,
+            "SELECT `items`.`id`, `items`.`name`, `items`.`stock` FROM `items` \
+             WHERE `items`.`stock` > ? ORDER BY `id` DESC LIMIT ? FOR UPDATE"
+        );
+        assert_eq!(
+            read.values.map(|v| v.0),
+            Some(vec![Value::from(10), Value::from(2u64)])
         );
     }
 

@@ -117,6 +117,7 @@ impl ManualEvent {
     /// characters) `distributed_type`, `distributed_id` or `client_id`, [`Error::NotAnObject`]
     /// when `changes` is not a JSON object. Then [`Error::Db`]: strict mode outside a
     /// transaction, or the database's error.
+    #[tracing::instrument(level = "debug", skip_all, fields(distributed_type = %self.distributed_type))]
     pub async fn record<C: ConnectionTrait>(self, db: &C) -> Result<()> {
         self.validate()?;
         let changes = match self.changes {
