@@ -14,6 +14,7 @@ use crate::distribution::{DistributedEntity, render_id};
 use crate::event::{Action, NewEvent, insert_events};
 use crate::hooks::DistributedBehavior;
 use crate::scope::{self, Context};
+use crate::transaction::EventBuffer;
 use crate::values::to_json;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic,
@@ -21,8 +22,9 @@ use sea_orm::{
     sea_query::FromValueTuple,
 };
 use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 type ColumnOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Column;
@@ -41,7 +43,7 @@ where
         return Ok(am);
     }
     if insert {
-        check_connection::<A::Entity, C>(&ctx, db)?;
+        check_connection(&ctx, db, A::Entity::distributed_type())?;
         return Ok(am);
     }
     let dist = A::Entity::distribution();
@@ -55,7 +57,7 @@ where
         // Nothing distributed changes: SeaORM saves as usual and no event is written.
         return Ok(am);
     }
-    check_connection::<A::Entity, C>(&ctx, db)?;
+    check_connection(&ctx, db, A::Entity::distributed_type())?;
 
     let (changes, distributed_id) = if db.support_returning() {
         // One UPDATE .. RETURNING: the event carries exactly what this statement stored.
@@ -82,7 +84,7 @@ where
         &ctx,
         new_event(
             &ctx,
-            dist.type_name(),
+            dist.type_name().into(),
             distributed_id,
             Action::Update,
             changes,
@@ -114,7 +116,7 @@ where
             let dist = A::Entity::distribution();
             let event = new_event(
                 &ctx,
-                dist.type_name(),
+                dist.type_name().into(),
                 dist.id_of_model(&model),
                 Action::Create,
                 dist.attributes_of(&model),
@@ -145,7 +147,7 @@ where
         // SeaORM reports the missing key itself.
         return Ok(am);
     };
-    check_connection::<A::Entity, C>(&ctx, db)?;
+    check_connection(&ctx, db, A::Entity::distributed_type())?;
     let key =
         <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
             key,
@@ -199,7 +201,7 @@ where
         emit(
             db,
             &ctx,
-            new_event(&ctx, dist.type_name(), id, Action::Destroy, changes),
+            new_event(&ctx, dist.type_name().into(), id, Action::Destroy, changes),
         )
         .await?;
     }
@@ -245,9 +247,10 @@ where
     Ok(dist.id_of_model(&row))
 }
 
-fn new_event(
+/// An event with the `client_id` and `messages` of `ctx`, else of the installed [`Settings`].
+pub(crate) fn new_event(
     ctx: &Context,
-    distributed_type: &'static str,
+    distributed_type: Cow<'static, str>,
     distributed_id: String,
     action: Action,
     changes: Map<String, Json>,
@@ -273,22 +276,34 @@ fn new_event(
     }
 }
 
+/// The buffer of the enclosing [`transaction`](crate::transaction()) helper when `db` is that
+/// helper's own transaction: events written through `db` wait there for the commit.
+pub(crate) fn buffer_for<'a, C>(ctx: &'a Context, db: &C) -> Option<&'a Arc<EventBuffer>> {
+    ctx.buffer.as_ref().filter(|b| b.is_for(db))
+}
+
 /// Buffers the event when `db` is the transaction of the enclosing
 /// [`transaction`](crate::transaction()) helper, else writes it at once through `db`.
-async fn emit<C: ConnectionTrait>(db: &C, ctx: &Context, event: NewEvent) -> Result<(), DbErr> {
-    if let Some(buffer) = ctx.buffer.as_ref().filter(|b| b.is_for(db)) {
+pub(crate) async fn emit<C: ConnectionTrait>(
+    db: &C,
+    ctx: &Context,
+    event: NewEvent,
+) -> Result<(), DbErr> {
+    if let Some(buffer) = buffer_for(ctx, db) {
         buffer.push(event);
         return Ok(());
     }
     insert_events(db, vec![event]).await
 }
 
-/// Applies [`OutsideTransaction`] when `db` is not a transaction.
-fn check_connection<E: DistributedEntity, C: ConnectionTrait>(
+/// Applies [`OutsideTransaction`] when `db` is not a transaction. `type_name` is the
+/// `distributed_type` of the event about to be written (the warning is shown once per type).
+pub(crate) fn check_connection<C: ConnectionTrait>(
     ctx: &Context,
     db: &C,
+    type_name: &str,
 ) -> Result<(), DbErr> {
-    if ctx.buffer.as_ref().is_some_and(|b| b.is_for(db)) {
+    if buffer_for(ctx, db).is_some() {
         return Ok(());
     }
     let settings = Settings::current();
@@ -306,18 +321,17 @@ fn check_connection<E: DistributedEntity, C: ConnectionTrait>(
     match settings.outside_transaction {
         OutsideTransaction::Allow => Ok(()),
         OutsideTransaction::Warn => {
-            static WARNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+            static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
             let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
-            if warned
-                .get_or_insert_with(HashSet::new)
-                .insert(E::distributed_type())
-            {
+            let warned = warned.get_or_insert_with(HashSet::new);
+            if !warned.contains(type_name) {
+                warned.insert(type_name.to_owned());
                 tracing::warn!(
-                    entity = E::distributed_type(),
+                    entity = type_name,
                     "a {} was saved outside a transaction: its event is written by a second statement, \
                      so a failure between the two keeps the change without its event; use \
                      acts_as_distributed::transaction (this warning is shown once per entity)",
-                    E::distributed_type()
+                    type_name
                 );
             }
             Ok(())
@@ -326,7 +340,7 @@ fn check_connection<E: DistributedEntity, C: ConnectionTrait>(
             "acts_as_distributed: refusing to save a {} outside a transaction (strict mode); run it \
              inside acts_as_distributed::transaction or a SeaORM transaction, or relax \
              Settings::outside_transaction",
-            E::distributed_type()
+            type_name
         ))),
     }
 }

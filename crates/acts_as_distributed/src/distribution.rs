@@ -92,7 +92,7 @@ pub(crate) fn decode_value<E: EntityTrait>(
     values::from_json(json, &like)
 }
 
-fn json_kind(json: &Json) -> &'static str {
+pub(crate) fn json_kind(json: &Json) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -46,6 +46,15 @@ pub enum Error {
         /// The kind of JSON found instead.
         found: &'static str,
     },
+    /// A manual event was refused before anything was written: `problem` says what is wrong with
+    /// `field` and what to give instead.
+    #[error("manual event refused, nothing written: `{field}` {problem}")]
+    InvalidEvent {
+        /// The field at fault: `distributed_type`, `distributed_id` or `client_id`.
+        field: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
 }
 
 impl Error {

@@ -101,7 +101,8 @@ impl std::str::FromStr for Action {
 /// A captured change, not yet written.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewEvent {
-    pub distributed_type: &'static str,
+    /// An entity's type name (borrowed) or a manual event's (owned).
+    pub distributed_type: std::borrow::Cow<'static, str>,
     pub distributed_id: String,
     pub action: Action,
     pub changes: serde_json::Map<String, Json>,
@@ -200,7 +201,7 @@ fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertState
         };
         insert
             .values([
-                Expr::val(e.distributed_type),
+                Expr::val(e.distributed_type.as_ref()),
                 Expr::val(e.distributed_id),
                 Expr::val(e.action.as_str()),
                 Expr::val(Json::Object(e.changes)),

@@ -36,6 +36,7 @@
 //! `docs/values.md` (the JSON form of each value), `docs/queue.md` (consumers and workers),
 //! `docs/replication.md` (the replicator, snapshot and verify).
 
+mod bulk;
 mod capture;
 mod config;
 mod distribution;
@@ -44,6 +45,7 @@ mod event;
 mod handler;
 mod hooks;
 mod macros;
+mod manual;
 mod queue;
 mod replicate;
 mod retry;
@@ -53,12 +55,14 @@ pub mod values;
 mod worker;
 
 pub use async_trait::async_trait;
+pub use bulk::{DistributedExecExt, insert_many};
 pub use config::{OutsideTransaction, Settings, UnknownConnection};
 pub use distribution::{DistributedEntity, Distribution};
 pub use error::{Error, Result};
 pub use event::{Action, FORMAT_VERSION, distribute};
 pub use handler::{Event, Handler, HandlerError};
 pub use hooks::DistributedBehavior;
+pub use manual::{ManualEvent, record_model};
 pub use queue::{BlockedObject, ConsumerStatus, DeadEvents, Queue, StartFrom, TypeStatus};
 pub use replicate::{
     Applied, EntityDiff, Replicator, ReplicatorBuilder, Snapshot, SnapshotProgress, UnknownColumns,
@@ -75,8 +79,8 @@ pub use active_model_ext::DistributedActiveModelExt;
 /// The one-line import: the macro's traits, the scope and the helper.
 pub mod prelude {
     pub use crate::{
-        DistributedActiveModelExt, DistributedBehavior, DistributedEntity, Scope,
-        acts_as_distributed, transaction, without_distributing,
+        DistributedActiveModelExt, DistributedBehavior, DistributedEntity, DistributedExecExt,
+        Scope, acts_as_distributed, transaction, without_distributing,
     };
 }
 
