@@ -2,6 +2,7 @@
 
 pub mod membership;
 pub mod note;
+pub mod patient;
 pub mod probe;
 pub mod sample;
 pub mod user;
@@ -16,6 +17,7 @@ pub async fn create_tables(db: &DatabaseConnection) {
     create(db, &schema, membership::Entity).await;
     create(db, &schema, sample::Entity).await;
     create(db, &schema, probe::Entity).await;
+    create(db, &schema, patient::Entity).await;
 }
 
 async fn create<E: EntityTrait>(db: &DatabaseConnection, schema: &Schema, entity: E) {

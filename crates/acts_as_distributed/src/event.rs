@@ -208,7 +208,7 @@ fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertState
     // true` stay writable before the `previous` migration ran.
     let with_previous = chunk.iter().any(|e| e.previous.is_some());
     let mut insert = Query::insert();
-    insert.into_table(Distributes::Table).columns([
+    let mut columns = vec![
         Distributes::DistributedType,
         Distributes::DistributedId,
         Distributes::Action,
@@ -218,10 +218,11 @@ fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertState
         Distributes::CreatedAt,
         Distributes::Format,
         Distributes::SourceTxid,
-    ]);
+    ];
     if with_previous {
-        insert.columns([Distributes::Previous]);
+        columns.push(Distributes::Previous);
     }
+    insert.into_table(Distributes::Table).columns(columns);
     for e in chunk {
         // The source transaction: PostgreSQL names it; elsewhere there is no cheap equivalent.
         let txid: Expr = match backend {

@@ -6,7 +6,8 @@
 
 use crate::distribution::DistributedEntity;
 use crate::error::Result;
-use crate::event::{Distributes, missing_table_hint};
+use crate::event::{Distributes, insert_events, missing_table_hint};
+use crate::scope;
 use crate::values;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, DbBackend, TransactionSession, TransactionTrait};
@@ -21,7 +22,9 @@ use serde_json::{Map, Value as Json};
 /// Every consumer reads the same rows, so this erases the data for all of them at once, including
 /// events not handled yet (they are then delivered masked, and a consumer skips masked values).
 /// It runs in one transaction of its own (a savepoint when `db` is a transaction), holding the
-/// object's events locked on PostgreSQL and MySQL.
+/// object's events locked on PostgreSQL and MySQL. Called with the transaction of the
+/// [`transaction`](crate::transaction()) helper, it first writes the events the helper holds for
+/// commit, so that the changes made earlier in the same transaction are erased too.
 ///
 /// Not rewritten: `distributed_id` (so choose a uuid, not an e-mail address, as the id column of
 /// an entity with personal data), `messages`, errors that handlers stored, and copies outside the
@@ -45,7 +48,7 @@ use serde_json::{Map, Value as Json};
 pub async fn erase<E, C>(db: &C, distributed_id: &str) -> Result<u64>
 where
     E: DistributedEntity,
-    C: TransactionTrait,
+    C: ConnectionTrait + TransactionTrait,
 {
     erase_object(db, E::distributed_type(), distributed_id).await
 }
@@ -58,8 +61,11 @@ where
 #[tracing::instrument(level = "debug", skip(db))]
 pub async fn erase_object<C>(db: &C, distributed_type: &str, distributed_id: &str) -> Result<u64>
 where
-    C: TransactionTrait,
+    C: ConnectionTrait + TransactionTrait,
 {
+    if let Some(buffer) = scope::current().buffer.filter(|b| b.is_for(db)) {
+        insert_events(db, buffer.take()).await?;
+    }
     let txn = db.begin().await?;
     let mut select = Query::select();
     select
