@@ -1,5 +1,10 @@
 //! Entities the tests, examples and benchmarks share.
 
+pub mod distributed;
+/// Entity files exactly as `sea-orm-cli generate entity --impl-active-model-behavior=false`
+/// wrote them (see `distributed` for the command and their `acts_as_distributed!`).
+#[allow(missing_docs)]
+pub mod generated;
 pub mod membership;
 pub mod note;
 pub mod patient;
@@ -18,6 +23,7 @@ pub async fn create_tables(db: &DatabaseConnection) {
     create(db, &schema, sample::Entity).await;
     create(db, &schema, probe::Entity).await;
     create(db, &schema, patient::Entity).await;
+    create(db, &schema, generated::invoices::Entity).await;
 }
 
 async fn create<E: EntityTrait>(db: &DatabaseConnection, schema: &Schema, entity: E) {
