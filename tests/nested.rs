@@ -218,7 +218,7 @@ async fn a_nested_update_writes_events_for_the_changed_rows_only() {
         assert_eq!(engines.name, "engines");
         let mut am = notes.into_active_model();
         am.tags.replace_all([
-            engines.into_active_model().into(),
+            engines.into_active_model(),
             tag::ActiveModel::builder().set_name("history"),
         ]);
         am.save(&t.db).await.expect("replace tags");
