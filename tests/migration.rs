@@ -68,6 +68,7 @@ async fn standalone_migrator_creates_and_drops_the_table() {
             "created_at",
             "format",
             "source_txid",
+            "previous",
         ] {
             assert!(
                 manager
@@ -110,6 +111,7 @@ async fn migrations_join_an_applications_own_migrator() {
                 "m20260101_000001_create_users",
                 "m20261128_000001_create_distributes",
                 "m20261128_000002_create_queue",
+                "m20261128_000003_add_previous",
             ],
             "{}",
             backend.name()

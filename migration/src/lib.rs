@@ -36,13 +36,19 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_distributes;
 mod m20261128_000002_create_queue;
+mod m20261128_000003_add_previous;
 
 pub use m20261128_000001_create_distributes::CreateDistributes;
 pub use m20261128_000002_create_queue::CreateQueue;
+pub use m20261128_000003_add_previous::AddPrevious;
 
 /// Every migration of the `distributes` table, oldest first.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateDistributes), Box::new(CreateQueue)]
+    vec![
+        Box::new(CreateDistributes),
+        Box::new(CreateQueue),
+        Box::new(AddPrevious),
+    ]
 }
 
 /// A migrator with just this crate's migrations, for running them standalone.

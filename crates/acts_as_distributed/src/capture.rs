@@ -8,6 +8,11 @@
 //! - destroy: `before_delete` reads the whole row (locked where the backend can), so the event
 //!   carries every attribute even when the ActiveModel held only the key; `after_delete`, which
 //!   runs only once the DELETE succeeded, writes the event.
+//! - previous values (`previous = true`): `before_save` reads the row (locked where the backend
+//!   can) just before its UPDATE, and the update event carries the old values of the changed
+//!   columns beside the new ones.
+//! - redaction (`redact = [..]`): every value of a redacted column is masked where the event is
+//!   built ([`Distribution::json_of`](crate::Distribution::json_of)).
 
 use crate::config::{OutsideTransaction, Settings, UnknownConnection};
 use crate::distribution::{DistributedEntity, render_id};
@@ -15,7 +20,6 @@ use crate::event::{Action, NewEvent, insert_events};
 use crate::hooks::DistributedBehavior;
 use crate::scope::{self, Context};
 use crate::transaction::EventBuffer;
-use crate::values::to_json;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic,
     IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, PrimaryKeyTrait, QuerySelect,
@@ -59,12 +63,17 @@ where
     }
     check_connection(&ctx, db, A::Entity::distributed_type())?;
 
+    let previous = if dist.records_previous() {
+        read_previous(&am, &changed, db).await?
+    } else {
+        None
+    };
     let (changes, distributed_id) = if db.support_returning() {
         // One UPDATE .. RETURNING: the event carries exactly what this statement stored.
         let model = A::Entity::update(am.clone()).exec(db).await?;
         let changes = changed
             .iter()
-            .map(|c| (c.as_str().to_owned(), to_json(&model.get(*c))))
+            .map(|c| (c.as_str().to_owned(), dist.json_of(*c, &model.get(*c))))
             .collect();
         (changes, dist.id_of_model(&model))
     } else {
@@ -79,18 +88,15 @@ where
             .collect();
         (changes, id_of_active_model(&am, db).await?)
     };
-    emit(
-        db,
+    let mut event = new_event(
         &ctx,
-        new_event(
-            &ctx,
-            dist.type_name().into(),
-            distributed_id,
-            Action::Update,
-            changes,
-        ),
-    )
-    .await?;
+        dist.type_name().into(),
+        distributed_id,
+        Action::Update,
+        changes,
+    );
+    event.previous = previous;
+    emit(db, &ctx, event).await?;
 
     // The row is written: leave SeaORM only the key, so it reads the row back instead of
     // writing it a second time.
@@ -212,8 +218,52 @@ fn is_primary<A: ActiveModelTrait>(col: ColumnOf<A>) -> bool {
     <A::Entity as EntityTrait>::PrimaryKey::iter().any(|k| k.into_column().as_str() == col.as_str())
 }
 
-fn active_json<A: ActiveModelTrait>(am: &A, col: ColumnOf<A>) -> Json {
-    am.get(col).into_value().map_or(Json::Null, |v| to_json(&v))
+/// The JSON form of an ActiveModel's value as an event carries it (masked when redacted).
+fn active_json<A>(am: &A, col: ColumnOf<A>) -> Json
+where
+    A: ActiveModelTrait,
+    A::Entity: DistributedEntity,
+{
+    let dist = A::Entity::distribution();
+    match am.get(col).into_value() {
+        Some(v) => dist.json_of(col, &v),
+        None if dist.is_redacted(col) => crate::values::redacted(),
+        None => Json::Null,
+    }
+}
+
+/// The values the `changed` columns hold before the UPDATE that follows, read by key: locked on
+/// PostgreSQL and MySQL (`SELECT .. FOR UPDATE`), so that inside a transaction no other writer can
+/// change them before this statement; SQLite has one writer at a time. `None` when the row does
+/// not exist (the UPDATE then fails with SeaORM's error, and no event is written).
+async fn read_previous<A, C>(
+    am: &A,
+    changed: &[ColumnOf<A>],
+    db: &C,
+) -> Result<Option<Map<String, Json>>, DbErr>
+where
+    A: ActiveModelTrait,
+    A::Entity: DistributedEntity,
+    C: ConnectionTrait,
+{
+    let key = am
+        .get_primary_key_value()
+        .ok_or(DbErr::UpdateGetPrimaryKey)?;
+    let key =
+        <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
+            key,
+        );
+    let mut find = A::Entity::find_by_id(key);
+    if db.get_database_backend() != DbBackend::Sqlite {
+        find = find.lock_exclusive();
+    }
+    let dist = A::Entity::distribution();
+    Ok(find.one(db).await?.map(|row| {
+        changed
+            .iter()
+            .map(|c| (c.as_str().to_owned(), dist.json_of(*c, &row.get(*c))))
+            .collect()
+    }))
 }
 
 /// `distributed_id` after an update without RETURNING: from the ActiveModel when it holds the id
@@ -270,6 +320,7 @@ pub(crate) fn new_event(
         distributed_id,
         action,
         changes,
+        previous: None,
         client_id,
         messages,
         created_at: chrono::Utc::now(),

@@ -21,6 +21,8 @@ pub struct Distribution<E: EntityTrait> {
     id_columns: Vec<E::Column>,
     distributed: Vec<E::Column>,
     non_distributed: Vec<E::Column>,
+    redacted: Vec<E::Column>,
+    previous: bool,
 }
 
 /// An entity declared with [`acts_as_distributed!`](crate::acts_as_distributed).
@@ -39,6 +41,12 @@ pub trait DistributedEntity: EntityTrait {
         &Self::distribution().non_distributed
     }
 
+    /// The distributed columns whose values events carry masked (the macro's `redact`): their key
+    /// is in `changes` (and `previous`), their value is [`values::redacted`].
+    fn redacted_columns() -> &'static [Self::Column] {
+        &Self::distribution().redacted
+    }
+
     /// The `distributed_type` of this entity's events.
     fn distributed_type() -> &'static str {
         &Self::distribution().type_name
@@ -50,7 +58,8 @@ pub trait DistributedEntity: EntityTrait {
     }
 
     /// Turns an event's `changes` back into column values of this entity: each entry is decoded
-    /// by [`values::from_json`] into the kind of value the column's Rust field holds.
+    /// by [`values::from_json`] into the kind of value the column's Rust field holds. Masked
+    /// entries ([`values::is_redacted`]) are left out: the event does not hold their value.
     ///
     /// # Errors
     /// [`Error::NotAnObject`] when `changes` is not an object, [`Error::UnknownColumn`] for a key
@@ -63,6 +72,7 @@ pub trait DistributedEntity: EntityTrait {
         })?;
         object
             .iter()
+            .filter(|(_, json)| !values::is_redacted(json))
             .map(|(name, json)| {
                 let column = Self::Column::from_str(name).map_err(|_| Error::UnknownColumn {
                     type_name: type_name(),
@@ -112,6 +122,8 @@ impl<E: EntityTrait> Distribution<E> {
             only: None,
             uuid: None,
             type_name: None,
+            redact: Vec::new(),
+            previous: false,
         }
     }
 
@@ -135,11 +147,37 @@ impl<E: EntityTrait> Distribution<E> {
         &self.non_distributed
     }
 
-    /// Every distributed attribute of `model` in its JSON form.
+    /// See [`DistributedEntity::redacted_columns`].
+    pub fn redacted_columns(&self) -> &[E::Column] {
+        &self.redacted
+    }
+
+    /// Whether update events carry the old values of the changed columns (the macro's
+    /// `previous = true`).
+    pub fn records_previous(&self) -> bool {
+        self.previous
+    }
+
+    /// Whether the values of `column` are masked in events.
+    pub fn is_redacted(&self, column: E::Column) -> bool {
+        self.redacted.iter().any(|r| r.as_str() == column.as_str())
+    }
+
+    /// The JSON form of `value` as an event carries it for `column`: the
+    /// [mask](values::redacted) for a redacted column, else [`values::to_json`].
+    pub fn json_of(&self, column: E::Column, value: &Value) -> Json {
+        if self.is_redacted(column) {
+            values::redacted()
+        } else {
+            values::to_json(value)
+        }
+    }
+
+    /// Every distributed attribute of `model` in its JSON form (redacted ones masked).
     pub fn attributes_of(&self, model: &E::Model) -> Map<String, Json> {
         self.distributed
             .iter()
-            .map(|c| (c.as_str().to_owned(), values::to_json(&model.get(*c))))
+            .map(|c| (c.as_str().to_owned(), self.json_of(*c, &model.get(*c))))
             .collect()
     }
 
@@ -194,9 +232,23 @@ pub struct DistributionBuilder<E: EntityTrait> {
     only: Option<Vec<E::Column>>,
     uuid: Option<E::Column>,
     type_name: Option<&'static str>,
+    redact: Vec<E::Column>,
+    previous: bool,
 }
 
 impl<E: EntityTrait> DistributionBuilder<E> {
+    /// Columns whose values are masked in events.
+    pub fn redact(mut self, columns: impl IntoIterator<Item = E::Column>) -> Self {
+        self.redact.extend(columns);
+        self
+    }
+
+    /// Whether update events carry the old values of the changed columns.
+    pub fn previous(mut self, previous: bool) -> Self {
+        self.previous = previous;
+        self
+    }
+
     /// Columns kept out of events.
     pub fn except(mut self, columns: impl IntoIterator<Item = E::Column>) -> Self {
         self.except.extend(columns);
@@ -232,16 +284,23 @@ impl<E: EntityTrait> DistributionBuilder<E> {
                 None => primary.clone(),
             },
         };
-        let (distributed, non_distributed) = E::Column::iter().partition(|c| {
-            let kept_out = primary.iter().any(|p| p.as_str() == c.as_str())
-                || NEVER_DISTRIBUTED.iter().any(|n| named(c, n))
-                || self.except.iter().any(|e| e.as_str() == c.as_str());
-            let chosen = match &self.only {
-                Some(only) => only.iter().any(|o| o.as_str() == c.as_str()),
-                None => true,
-            };
-            chosen && !kept_out
-        });
+        let (distributed, non_distributed): (Vec<E::Column>, Vec<E::Column>) = E::Column::iter()
+            .partition(|c| {
+                let kept_out = primary.iter().any(|p| p.as_str() == c.as_str())
+                    || NEVER_DISTRIBUTED.iter().any(|n| named(c, n))
+                    || self.except.iter().any(|e| e.as_str() == c.as_str());
+                let chosen = match &self.only {
+                    Some(only) => only.iter().any(|o| o.as_str() == c.as_str()),
+                    None => true,
+                };
+                chosen && !kept_out
+            });
+        // Only what events carry can be masked: a redacted key column or timestamp stays out.
+        let redacted = distributed
+            .iter()
+            .copied()
+            .filter(|c: &E::Column| self.redact.iter().any(|r| r.as_str() == c.as_str()))
+            .collect();
         Distribution {
             type_name: self
                 .type_name
@@ -250,6 +309,8 @@ impl<E: EntityTrait> DistributionBuilder<E> {
             id_columns,
             distributed,
             non_distributed,
+            redacted,
+            previous: self.previous,
         }
     }
 }

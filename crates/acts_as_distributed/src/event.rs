@@ -9,7 +9,8 @@ use serde_json::Value as Json;
 ///
 /// Version 1: `changes` is a JSON object of column name to the JSON form of
 /// [`values`](crate::values); `distributed_id` is the uuid column rendered as a string, or the
-/// primary key (a composite key as a JSON array).
+/// primary key (a composite key as a JSON array). `previous` (a later, nullable column) is NULL or
+/// an object of the same form; adding it left `changes` as it was, so the version stays 1.
 pub const FORMAT_VERSION: i16 = 1;
 
 /// The SeaORM entity of the `distributes` table, to read events with SeaORM.
@@ -46,6 +47,11 @@ pub mod distribute {
         pub format: i16,
         /// The source transaction's id on PostgreSQL, NULL elsewhere.
         pub source_txid: Option<i64>,
+        /// Update events of entities with `previous = true`: column name to the JSON form of the
+        /// value each changed column held before the update (the same keys as `changes`). NULL
+        /// for every other event.
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub previous: Option<Json>,
     }
 
     /// `distributes` has no relations.
@@ -106,14 +112,17 @@ pub(crate) struct NewEvent {
     pub distributed_id: String,
     pub action: Action,
     pub changes: serde_json::Map<String, Json>,
+    /// The old values of the changed columns (update events of `previous = true` entities).
+    pub previous: Option<serde_json::Map<String, Json>>,
     pub client_id: Option<std::sync::Arc<str>>,
     pub messages: Option<std::sync::Arc<str>>,
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(DeriveIden)]
-enum Distributes {
+pub(crate) enum Distributes {
     Table,
+    Id,
     DistributedType,
     DistributedId,
     Action,
@@ -123,6 +132,7 @@ enum Distributes {
     CreatedAt,
     Format,
     SourceTxid,
+    Previous,
 }
 
 /// Rows per INSERT: 9 bound values a row stays well under every backend's limit on parameters.
@@ -134,6 +144,14 @@ const POSTGRES_BATCH_INSERT: &str = "INSERT INTO distributes \
     (distributed_type, distributed_id, action, changes, client_id, messages, created_at, format, source_txid) \
     SELECT t, i, a, c, ci, m, ca, $2, pg_current_xact_id()::text::bigint \
     FROM json_to_recordset($1::json) AS e(n int, t text, i text, a text, c jsonb, ci text, m text, ca timestamptz) \
+    ORDER BY n";
+
+/// [`POSTGRES_BATCH_INSERT`] with `previous`, for batches that hold old values. Batches without
+/// them keep the statement above, which works before the `previous` migration ran.
+const POSTGRES_BATCH_INSERT_PREVIOUS: &str = "INSERT INTO distributes \
+    (distributed_type, distributed_id, action, changes, client_id, messages, created_at, format, source_txid, previous) \
+    SELECT t, i, a, c, ci, m, ca, $2, pg_current_xact_id()::text::bigint, p \
+    FROM json_to_recordset($1::json) AS e(n int, t text, i text, a text, c jsonb, ci text, m text, ca timestamptz, p jsonb) \
     ORDER BY n";
 
 /// Writes `events` in order through `db` (so inside the caller's transaction when `db` is one),
@@ -157,6 +175,7 @@ pub(crate) async fn insert_events<C: ConnectionTrait>(
 }
 
 fn postgres_batch(chunk: Vec<NewEvent>) -> Statement {
+    let with_previous = chunk.iter().any(|e| e.previous.is_some());
     let rows: Vec<Json> = chunk
         .into_iter()
         .enumerate()
@@ -170,19 +189,27 @@ fn postgres_batch(chunk: Vec<NewEvent>) -> Statement {
                 "ci": e.client_id.as_deref(),
                 "m": e.messages.as_deref(),
                 "ca": e.created_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                "p": e.previous.map(Json::Object),
             })
         })
         .collect();
     Statement::from_sql_and_values(
         DbBackend::Postgres,
-        POSTGRES_BATCH_INSERT,
+        if with_previous {
+            POSTGRES_BATCH_INSERT_PREVIOUS
+        } else {
+            POSTGRES_BATCH_INSERT
+        },
         [Json::Array(rows).to_string().into(), FORMAT_VERSION.into()],
     )
 }
 
 fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertStatement, DbErr> {
+    // `previous` only when some event has old values: events of entities without `previous =
+    // true` stay writable before the `previous` migration ran.
+    let with_previous = chunk.iter().any(|e| e.previous.is_some());
     let mut insert = Query::insert();
-    insert.into_table(Distributes::Table).columns([
+    let mut columns = vec![
         Distributes::DistributedType,
         Distributes::DistributedId,
         Distributes::Action,
@@ -192,33 +219,52 @@ fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertState
         Distributes::CreatedAt,
         Distributes::Format,
         Distributes::SourceTxid,
-    ]);
+    ];
+    if with_previous {
+        columns.push(Distributes::Previous);
+    }
+    insert.into_table(Distributes::Table).columns(columns);
     for e in chunk {
         // The source transaction: PostgreSQL names it; elsewhere there is no cheap equivalent.
         let txid: Expr = match backend {
             DbBackend::Postgres => Expr::cust("pg_current_xact_id()::text::bigint"),
             _ => Expr::val(None::<i64>),
         };
+        let mut row = vec![
+            Expr::val(e.distributed_type.as_ref()),
+            Expr::val(e.distributed_id),
+            Expr::val(e.action.as_str()),
+            Expr::val(Json::Object(e.changes)),
+            Expr::val(e.client_id.as_deref()),
+            Expr::val(e.messages.as_deref()),
+            Expr::val(e.created_at),
+            Expr::val(FORMAT_VERSION),
+            txid,
+        ];
+        if with_previous {
+            row.push(Expr::val(e.previous.map(Json::Object)));
+        }
         insert
-            .values([
-                Expr::val(e.distributed_type.as_ref()),
-                Expr::val(e.distributed_id),
-                Expr::val(e.action.as_str()),
-                Expr::val(Json::Object(e.changes)),
-                Expr::val(e.client_id.as_deref()),
-                Expr::val(e.messages.as_deref()),
-                Expr::val(e.created_at),
-                Expr::val(FORMAT_VERSION),
-                txid,
-            ])
+            .values(row)
             .map_err(|e| DbErr::Custom(format!("building the distributes insert: {e}")))?;
     }
     Ok(insert)
 }
 
 /// Adds the fix to the error a database gives when `distributes` does not exist yet.
-fn missing_table_hint(e: DbErr) -> DbErr {
+pub(crate) fn missing_table_hint(e: DbErr) -> DbErr {
     let text = e.to_string();
+    if text.contains("previous")
+        && (text.contains("no such column")
+            || text.contains("has no column")
+            || text.contains("does not exist")
+            || text.contains("Unknown column"))
+    {
+        return DbErr::Custom(format!(
+            "{text}: `distributes.previous` is missing; run the migrations of acts_as_distributed_migration \
+             again (`m20261128_000003_add_previous` adds it), or add its new migrations to your Migrator"
+        ));
+    }
     let missing = text.contains("no such table")
         || (text.contains("distributes")
             && (text.contains("does not exist") || text.contains("doesn't exist")));

@@ -19,8 +19,13 @@ pub struct Event {
     pub distributed_id: String,
     /// What happened.
     pub action: Action,
-    /// Column name to the JSON form of its value.
+    /// Column name to the JSON form of its value. A [masked](crate::values::is_redacted) value
+    /// stands for a value the event does not carry: skip it.
     pub changes: Json,
+    /// Update events of entities declared with `previous = true`: column name to the JSON form of
+    /// the value each changed column held before the update (the keys of `changes`). `None` for
+    /// every other event.
+    pub previous: Option<Json>,
     /// Where the change came from.
     pub client_id: Option<String>,
     /// A note for the receivers.
@@ -57,6 +62,7 @@ impl Event {
             messages: None,
             created_at: Utc::now(),
             source_txid: None,
+            previous: None,
             format: crate::FORMAT_VERSION,
             attempt: 1,
         }

@@ -327,7 +327,7 @@ pub(crate) struct Claimed {
 }
 
 const EVENT_COLUMNS: &str = "e.id, e.seq, e.distributed_type, e.distributed_id, e.action, e.changes, \
-    e.client_id, e.messages, e.created_at, e.format, e.source_txid";
+    e.client_id, e.messages, e.created_at, e.format, e.source_txid, e.previous";
 
 fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
     let id: i64 = row.try_get("", "id")?;
@@ -342,6 +342,15 @@ fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
         if !changes.is_object() {
             return Err(format!("`changes` must be a JSON object, found {changes}"));
         }
+        let previous: Option<Json> = row
+            .try_get("", "previous")
+            .map_err(|e| format!("`previous` is not valid JSON: {e}"))?;
+        if previous.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(format!(
+                "`previous` must be NULL or a JSON object, found {}",
+                previous.unwrap_or_default()
+            ));
+        }
         Ok(Event {
             id,
             seq: row.try_get("", "seq").map_err(|e| e.to_string())?,
@@ -349,6 +358,7 @@ fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
             distributed_id: distributed_id.clone(),
             action,
             changes,
+            previous,
             client_id: row.try_get("", "client_id").map_err(|e| e.to_string())?,
             messages: row.try_get("", "messages").map_err(|e| e.to_string())?,
             created_at: row.try_get("", "created_at").map_err(|e| e.to_string())?,

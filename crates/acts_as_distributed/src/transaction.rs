@@ -42,7 +42,7 @@ impl EventBuffer {
             .push(event);
     }
 
-    fn take(&self) -> Vec<NewEvent> {
+    pub(crate) fn take(&self) -> Vec<NewEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }

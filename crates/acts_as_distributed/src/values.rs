@@ -23,7 +23,11 @@
 //! | uuid | string, hyphenated lower case | `"67e55044-10b1-426f-9247-bb680e5fe0c8"` |
 //!
 //! A JSON column that holds JSON `null` and a NULL column both become `null`: the JSON form cannot
-//! tell them apart, and the decoder gives SQL NULL. Value kinds that only appear when other crates
+//! tell them apart, and the decoder gives SQL NULL.
+//!
+//! A masked value (a `redact` column of the macro, or any value after [`erase`](crate::erase()))
+//! is the JSON object `{"$redacted": true}`: see [`redacted`] and [`is_redacted`]. No column
+//! other than a JSON column has an object as its form, so a mask is never a real value of one. Value kinds that only appear when other crates
 //! enable extra SeaORM features (the `time` and `jiff` crates, `BigDecimal`, PostgreSQL arrays,
 //! vectors, network types) are written in sea-query's own JSON form and cannot be decoded.
 
@@ -59,6 +63,47 @@ impl ValueError {
             found.push_str("...");
         }
         Self { expected, found }
+    }
+}
+
+/// The key of the masked-value object: a masked value is `{"$redacted": true}`.
+pub const REDACTED_KEY: &str = "$redacted";
+
+/// The masked value that replaces a value kept from consumers: the JSON object
+/// `{"$redacted": true}`, whatever the column's type.
+///
+/// Written for the `redact` columns of [`acts_as_distributed!`](crate::acts_as_distributed) and by
+/// [`erase`](crate::erase()). Only JSON columns have objects as their JSON form, so the mask can
+/// never be mistaken for a real value of any other column; a JSON column whose value is exactly
+/// this object reads as masked.
+///
+/// ```
+/// use acts_as_distributed::values::{is_redacted, redacted};
+/// assert_eq!(redacted().to_string(), r#"{"$redacted":true}"#);
+/// assert!(is_redacted(&redacted()));
+/// ```
+pub fn redacted() -> Json {
+    let mut object = serde_json::Map::with_capacity(1);
+    object.insert(REDACTED_KEY.to_owned(), Json::Bool(true));
+    Json::Object(object)
+}
+
+/// Whether `json` is the masked value of [`redacted`]: an object with the single entry
+/// `"$redacted": true`. A consumer skips such an entry: the value it stands for is not in the event.
+///
+/// ```
+/// use acts_as_distributed::values::is_redacted;
+/// use serde_json::json;
+/// assert!(is_redacted(&json!({"$redacted": true})));
+/// assert!(!is_redacted(&json!("$redacted")));
+/// assert!(!is_redacted(&json!({"$redacted": true, "other": 1})));
+/// ```
+pub fn is_redacted(json: &Json) -> bool {
+    match json {
+        Json::Object(object) => {
+            object.len() == 1 && object.get(REDACTED_KEY) == Some(&Json::Bool(true))
+        }
+        _ => false,
     }
 }
 
@@ -411,6 +456,31 @@ mod tests {
         assert!(from_json(&json!("ab"), &Value::Char(None)).is_err());
         let long = from_json(&json!("x".repeat(500)), &Value::Int(None)).expect_err("no int");
         assert!(long.found.len() <= 80);
+    }
+
+    #[test]
+    fn the_mask_is_no_real_value_of_a_non_json_column() {
+        let mask_text = redacted().to_string();
+        for v in [
+            Value::String(Some(mask_text.clone())),
+            Value::String(Some(REDACTED_KEY.to_owned())),
+            Value::Bytes(Some(mask_text.clone().into_bytes())),
+            Value::Bool(Some(true)),
+            Value::Int(Some(1)),
+            Value::Double(Some(f64::NAN)),
+            Value::Decimal(Some(Decimal::ONE)),
+            Value::Uuid(Some(uuid::Uuid::nil())),
+            Value::Char(Some('$')),
+            Value::String(None),
+        ] {
+            assert!(!is_redacted(&to_json(&v)), "{v:?}");
+        }
+        // Only a JSON column can hold it, and then it reads as masked (documented).
+        assert!(is_redacted(&to_json(&Value::Json(Some(Box::new(
+            redacted()
+        ))))));
+        assert!(!is_redacted(&json!({"$redacted": false})));
+        assert!(!is_redacted(&json!([{"$redacted": true}])));
     }
 
     #[test]

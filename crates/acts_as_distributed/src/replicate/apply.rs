@@ -42,7 +42,7 @@ pub(crate) trait Entry: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// Whether the entity has a column of this name.
     fn has_column(&self, name: &str) -> bool;
-    /// The columns verify compares (the distributed ones).
+    /// The columns verify compares (the distributed ones that are not redacted).
     fn compared_columns(&self) -> Vec<&'static str>;
     /// Applies one event's action with the (already filtered) `changes`.
     async fn apply(
@@ -94,10 +94,7 @@ where
     }
 
     fn compared_columns(&self) -> Vec<&'static str> {
-        E::distributed_columns()
-            .iter()
-            .map(|c| c.as_str())
-            .collect()
+        compared::<E>().map(|c| c.as_str()).collect()
     }
 
     async fn apply(
@@ -143,11 +140,7 @@ where
                 .iter()
                 .map(|c| (*c, row.get(*c)))
                 .collect();
-            let values = dist
-                .distributed_columns()
-                .iter()
-                .map(|c| (*c, row.get(*c)))
-                .collect();
+            let values = compared::<E>().map(|c| (c, row.get(c))).collect();
             apply_values::<E>(txn, Action::Create, key, values).await?;
         }
         Ok((copied, next))
@@ -160,11 +153,7 @@ where
             .await?
             .into_iter()
             .map(|row| {
-                let values = dist
-                    .distributed_columns()
-                    .iter()
-                    .map(|c| comparable(*c, row.get(*c)))
-                    .collect();
+                let values = compared::<E>().map(|c| comparable(c, row.get(c))).collect();
                 (dist.id_of_model(&row), values)
             })
             .collect())
@@ -244,6 +233,16 @@ fn set<A: ActiveModelTrait>(
             values::to_json(&value)
         ))
     })
+}
+
+/// The distributed columns whose values events carry: all but the redacted ones (a snapshot
+/// copies these, verify compares these).
+fn compared<E: DistributedEntity>() -> impl Iterator<Item = ColumnOf<E>> {
+    let dist = E::distribution();
+    dist.distributed_columns()
+        .iter()
+        .copied()
+        .filter(|c| !dist.is_redacted(*c))
 }
 
 /// `value` as verify compares it: a decimal rounded to its column's scale, since SQLite stores
