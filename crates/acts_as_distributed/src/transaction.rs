@@ -4,8 +4,8 @@
 use crate::event::{NewEvent, insert_events};
 use crate::scope;
 use sea_orm::{
-    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionError, TransactionOptions,
-    TransactionSession, TransactionTrait,
+    AccessMode, ConnectionTrait, DbBackend, DbErr, IsolationLevel, SqliteTransactionMode,
+    TransactionError, TransactionOptions, TransactionSession, TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -128,6 +128,23 @@ where
 pub(crate) async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Begins a read-only transaction that sees one consistent state of the database throughout
+/// (`REPEATABLE READ` on PostgreSQL and MySQL; on SQLite a read transaction sees one state).
+pub(crate) async fn begin_consistent_read<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+) -> Result<C::Transaction, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // SeaORM warns about options SQLite lacks; its read transactions are consistent anyway.
+        return db.begin().await;
+    }
+    db.begin_with_options(TransactionOptions {
+        isolation_level: Some(IsolationLevel::RepeatableRead),
+        access_mode: Some(AccessMode::ReadOnly),
         ..TransactionOptions::default()
     })
     .await

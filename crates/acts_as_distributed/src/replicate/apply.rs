@@ -10,9 +10,8 @@ use crate::values;
 use sea_orm::sea_query::Value;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ColumnType, Condition, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter,
-    QueryOrder, QuerySelect,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
+    ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
@@ -53,18 +52,18 @@ pub(crate) trait Entry: Send + Sync {
         changes: &Map<String, Json>,
     ) -> Result<Applied, HandlerError>;
     /// Rows in the source table.
-    async fn count(&self, db: &DatabaseConnection) -> Result<u64, DbErr>;
-    /// Copies up to `limit` rows after the primary key `after` from `source` into the replica
-    /// through `txn`. Returns how many and the key to continue after (`None` at the end).
+    async fn count(&self, db: &DatabaseTransaction) -> Result<u64, DbErr>;
+    /// Copies up to `limit` rows after the primary key `after` from `source` (a read
+    /// transaction) into the replica through `txn`. Returns how many and the key to continue after (`None` at the end).
     async fn copy_page(
         &self,
-        source: &DatabaseConnection,
+        source: &DatabaseTransaction,
         txn: &DatabaseTransaction,
         after: Option<Vec<Value>>,
         limit: u64,
     ) -> Result<(u64, Option<Vec<Value>>), HandlerError>;
     /// Every row of `db` as `distributed_id` to its compared values.
-    async fn rows(&self, db: &DatabaseConnection) -> Result<HashMap<String, Vec<Value>>, DbErr>;
+    async fn rows(&self, db: &DatabaseTransaction) -> Result<HashMap<String, Vec<Value>>, DbErr>;
 }
 
 /// The [`Entry`] of entity `E`.
@@ -109,13 +108,13 @@ where
         apply_values::<E>(txn, action, key, values).await
     }
 
-    async fn count(&self, db: &DatabaseConnection) -> Result<u64, DbErr> {
+    async fn count(&self, db: &DatabaseTransaction) -> Result<u64, DbErr> {
         E::find().count(db).await
     }
 
     async fn copy_page(
         &self,
-        source: &DatabaseConnection,
+        source: &DatabaseTransaction,
         txn: &DatabaseTransaction,
         after: Option<Vec<Value>>,
         limit: u64,
@@ -146,7 +145,7 @@ where
         Ok((copied, next))
     }
 
-    async fn rows(&self, db: &DatabaseConnection) -> Result<HashMap<String, Vec<Value>>, DbErr> {
+    async fn rows(&self, db: &DatabaseTransaction) -> Result<HashMap<String, Vec<Value>>, DbErr> {
         let dist = E::distribution();
         Ok(E::find()
             .all(db)

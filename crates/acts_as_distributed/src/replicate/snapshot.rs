@@ -5,7 +5,7 @@ use super::Replicator;
 use crate::error::Error;
 use crate::queue::{Queue, StartFrom};
 use crate::scope::Scope;
-use crate::transaction::begin_write;
+use crate::transaction::{begin_consistent_read, begin_write};
 use sea_orm::DatabaseConnection;
 use std::time::Instant;
 
@@ -26,7 +26,8 @@ pub struct SnapshotProgress {
 ///
 /// 1. registers the consumer `consumer` on the source starting from now (an existing consumer
 ///    keeps its position), so every change from here on is in its queue;
-/// 2. copies each entity's rows, parents first (registration order), in pages ordered by primary
+/// 2. copies each entity's rows as one consistent state of the source (a repeatable-read,
+///    read-only transaction), parents first (registration order), in pages ordered by primary
 ///    key, each page in one replica transaction: an object missing on the replica is inserted, a
 ///    present one gets the source's values;
 /// 3. then run [`Replicator::worker`] with the same consumer: it replays the changes made during
@@ -78,11 +79,14 @@ impl<'a> Snapshot<'a> {
         Queue::new(self.source.clone())
             .register_consumer(self.consumer, StartFrom::Now)
             .await?;
+        // One consistent state of the source for the whole copy: a child copied later never
+        // refers to a parent created after the parents were copied.
+        let source = begin_consistent_read(self.source).await?;
         let target = &self.replicator.inner.target;
         let mut report = Vec::new();
         for entry in &self.replicator.inner.entries {
             let type_name = entry.type_name();
-            let total = entry.count(self.source).await?;
+            let total = entry.count(&source).await?;
             let mut copied = 0;
             let mut after = None;
             let mut logged = Instant::now();
@@ -91,7 +95,7 @@ impl<'a> Snapshot<'a> {
                 let txn = begin_write(target).await?;
                 let (n, next) = Scope::new()
                     .without_distributing()
-                    .run(entry.copy_page(self.source, &txn, after, self.page_size))
+                    .run(entry.copy_page(&source, &txn, after, self.page_size))
                     .await
                     .map_err(|e| Error::Config(format!("snapshot of {type_name}: {e}")))?;
                 txn.commit().await?;
@@ -115,6 +119,7 @@ impl<'a> Snapshot<'a> {
             tracing::info!(r#type = type_name, copied, "snapshot: copied");
             report.push((type_name, copied));
         }
+        source.commit().await?;
         Ok(report)
     }
 }

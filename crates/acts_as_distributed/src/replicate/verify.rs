@@ -2,6 +2,7 @@
 
 use super::apply::{Entry, same};
 use crate::error::Error;
+use crate::transaction::begin_consistent_read;
 use crate::values;
 use sea_orm::DatabaseConnection;
 use std::fmt;
@@ -109,11 +110,14 @@ pub(super) async fn verify(
     source: &DatabaseConnection,
     replica: &DatabaseConnection,
 ) -> Result<VerifyReport, Error> {
+    // Each side read as one consistent state.
+    let source = begin_consistent_read(source).await?;
+    let replica = begin_consistent_read(replica).await?;
     let mut entities = Vec::new();
     for entry in entries {
         let columns = entry.compared_columns();
-        let ours = entry.rows(source).await?;
-        let theirs = entry.rows(replica).await?;
+        let ours = entry.rows(&source).await?;
+        let theirs = entry.rows(&replica).await?;
         let mut diff = EntityDiff {
             type_name: entry.type_name().to_owned(),
             source_rows: ours.len(),
@@ -148,5 +152,7 @@ pub(super) async fn verify(
         diff.differing.sort();
         entities.push(diff);
     }
+    source.commit().await?;
+    replica.commit().await?;
     Ok(VerifyReport { entities })
 }
