@@ -123,10 +123,10 @@ fn sample_values(rng: &mut Rng, whole_seconds: bool) -> sample::ActiveModel {
     let maybe = |rng: &mut Rng| rng.chance(85);
     sample::ActiveModel {
         id: NotSet,
-        flag: Set(maybe(rng).then(|| n % 2 == 0)),
-        small: Set(maybe(rng).then(|| (n % 60_000) as i16)),
-        int: Set(maybe(rng).then(|| n as i32)),
-        big: Set(maybe(rng).then(|| n as i64 >> 1)),
+        flag: Set(maybe(rng).then(|| n.is_multiple_of(2))),
+        small: Set(maybe(rng).then_some((n % 60_000) as i16)),
+        int: Set(maybe(rng).then_some(n as i32)),
+        big: Set(maybe(rng).then_some(n as i64 >> 1)),
         single: Set(maybe(rng).then(|| [0.1f32, -2.5, 1.0e-7, 3.25e20][(n % 4) as usize])),
         double: Set(maybe(rng).then(|| (n % 1_000_000) as f64 / 3.0)),
         amount: Set(
@@ -155,7 +155,7 @@ fn sample_values(rng: &mut Rng, whole_seconds: bool) -> sample::ActiveModel {
 /// One random step on the source, in a transaction of its own: creates, updates and destroys of
 /// customers, their purchases (children holding the customer's uuid) and samples.
 async fn step(db: &DatabaseConnection, rng: &mut Rng, alive: &mut Alive, whole_seconds: bool) {
-    let txn = write_txn(&db).await;
+    let txn = write_txn(db).await;
     let ops = 1 + rng.below(3);
     for _ in 0..ops {
         alive.operations += 1;

@@ -23,7 +23,7 @@ use crate::transaction::EventBuffer;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic,
     IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, PrimaryKeyTrait, QuerySelect,
-    sea_query::FromValueTuple,
+    sea_query::{FromValueTuple, ValueTuple},
 };
 use serde_json::{Map, Value as Json};
 use std::borrow::Cow;
@@ -154,15 +154,7 @@ where
         return Ok(am);
     };
     check_connection(&ctx, db, A::Entity::distributed_type())?;
-    let key =
-        <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
-            key,
-        );
-    let mut find = A::Entity::find_by_id(key);
-    if db.get_database_backend() != DbBackend::Sqlite {
-        find = find.lock_exclusive();
-    }
-    match find.one(db).await? {
+    match locked_row::<A, C>(key, db).await? {
         Some(row) => Ok(row.into_active_model()),
         None => {
             for col in ColumnOf::<A>::iter() {
@@ -249,6 +241,22 @@ where
     let key = am
         .get_primary_key_value()
         .ok_or(DbErr::UpdateGetPrimaryKey)?;
+    let dist = A::Entity::distribution();
+    Ok(locked_row::<A, C>(key, db).await?.map(|row| {
+        changed
+            .iter()
+            .map(|c| (c.as_str().to_owned(), dist.json_of(*c, &row.get(*c))))
+            .collect()
+    }))
+}
+
+/// The row with primary key `key`, locked (`SELECT .. FOR UPDATE`) on PostgreSQL and MySQL;
+/// SQLite has one writer at a time.
+async fn locked_row<A, C>(key: ValueTuple, db: &C) -> Result<Option<ModelOf<A>>, DbErr>
+where
+    A: ActiveModelTrait,
+    C: ConnectionTrait,
+{
     let key =
         <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(
             key,
@@ -257,13 +265,7 @@ where
     if db.get_database_backend() != DbBackend::Sqlite {
         find = find.lock_exclusive();
     }
-    let dist = A::Entity::distribution();
-    Ok(find.one(db).await?.map(|row| {
-        changed
-            .iter()
-            .map(|c| (c.as_str().to_owned(), dist.json_of(*c, &row.get(*c))))
-            .collect()
-    }))
+    find.one(db).await
 }
 
 /// `distributed_id` after an update without RETURNING: from the ActiveModel when it holds the id

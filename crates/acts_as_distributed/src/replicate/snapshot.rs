@@ -21,6 +21,9 @@ pub struct SnapshotProgress {
     pub total: u64,
 }
 
+/// The progress callback of a [`Snapshot`].
+type OnProgress<'a> = Box<dyn FnMut(&SnapshotProgress) + Send + 'a>;
+
 /// Copies every registered entity's rows from the source into the replica, made by
 /// [`Replicator::snapshot`]:
 ///
@@ -40,7 +43,7 @@ pub struct Snapshot<'a> {
     source: &'a DatabaseConnection,
     consumer: &'a str,
     page_size: u64,
-    progress: Option<Box<dyn FnMut(&SnapshotProgress) + Send + 'a>>,
+    progress: Option<OnProgress<'a>>,
 }
 
 impl<'a> Snapshot<'a> {
