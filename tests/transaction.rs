@@ -120,12 +120,13 @@ async fn failed_work_rolls_back_the_changes_and_their_events() {
 /// through its own connection, so the event is never lost with the helper's rollback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saves_through_other_connections_write_their_events_at_once() {
-    for backend in backends() {
+    // SQLite has one writer at a time, and the helper takes the write lock at BEGIN: see
+    // `on_sqlite_other_connections_wait_for_the_helper_then_write_their_events`.
+    for backend in backends().into_iter().filter(|b| *b != Backend::Sqlite) {
         let t = TestDb::new(&backend).await;
         let pool = t.db.clone();
         let result = transaction(&t.db, |txn| {
             Box::pin(async move {
-                // SQLite has one writer at a time: the pool writes before the helper does.
                 new_user("through-pool").insert(&pool).await?;
                 let spawned = pool.clone();
                 tokio::spawn(async move { new_user("spawned").insert(&spawned).await })
@@ -145,6 +146,39 @@ async fn saves_through_other_connections_write_their_events_at_once() {
         assert_eq!(logins, ["through-pool", "spawned"], "{}", backend.name());
         assert_eq!(user::Entity::find().count(&t.db).await.expect("count"), 2);
     }
+}
+
+/// On SQLite the helper begins with `BEGIN IMMEDIATE` (so that reading before writing never fails
+/// with "database is locked" while a worker writes): a save through another connection waits for
+/// the helper's commit, then writes its row and event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_other_connections_wait_for_the_helper_then_write_their_events() {
+    let t = TestDb::new(&Backend::Sqlite).await;
+    let pool = t.db.clone();
+    let other = transaction(&t.db, |txn| {
+        Box::pin(async move {
+            new_user("in-helper").insert(txn).await?;
+            let waiting = tokio::spawn(async move { new_user("waited").insert(&pool).await });
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert!(
+                !waiting.is_finished(),
+                "the other connection waits for the write lock"
+            );
+            Ok::<_, DbErr>(waiting)
+        })
+    })
+    .await
+    .expect("helper commits");
+    other
+        .await
+        .expect("join")
+        .expect("the waiting save goes through after the commit");
+    let logins: Vec<String> = events(&t.db)
+        .await
+        .into_iter()
+        .map(|e| e.changes["login"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(logins, ["in-helper", "waited"]);
 }
 
 /// A nested transaction inside the helper writes its events through itself: rolled back with it.

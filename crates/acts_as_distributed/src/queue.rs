@@ -537,48 +537,51 @@ pub(crate) async fn claim(
         // consumer (no row: leave the later ones alone too), or behind a parked one.
         let mut left_alone: HashSet<(String, String)> = HashSet::new();
         let mut waiting: HashSet<(String, String)> = HashSet::new();
-        let mut values: Vec<Value> = Vec::new();
-        let mut tuples = Vec::new();
+        let (mut leased_ids, mut waiting_ids) = (Vec::new(), Vec::new());
         for row in &rows {
             let c = read_claimed(row, 1)?;
-            let seq: i64 = row.try_get("", "seq")?;
             let object = (c.distributed_type.clone(), c.distributed_id.clone());
             if left_alone.contains(&object) || flag(row, "after_ok")? == 0 {
                 left_alone.insert(object);
                 continue;
             }
-            let state = if flag(row, "blocked")? == 1 || waiting.contains(&object) {
+            if flag(row, "blocked")? == 1 || waiting.contains(&object) {
                 waiting.insert(object);
-                parked += 1;
-                "waiting"
+                waiting_ids.push(c.id);
             } else {
-                "leased"
-            };
-            let leased = state == "leased";
-            tuples.push("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-            values.extend([
-                req.consumer.into(),
-                c.id.into(),
-                seq.into(),
-                c.distributed_type.as_str().into(),
-                c.distributed_id.as_str().into(),
-                state.into(),
-                i32::from(leased).into(),
-                if leased { until } else { 0 }.into(),
-                leased.then_some(req.owner).into(),
-                now.into(),
-            ]);
-            if leased {
+                leased_ids.push(c.id);
                 claimed.push(c);
             }
         }
-        if !tuples.is_empty() {
+        parked = waiting_ids.len();
+        // The delivery rows copy the event's columns in the database: the statement carries
+        // only ids (a few kilobytes for a batch, where one bound value per column and row made
+        // it large enough to stall on the client's socket).
+        let deliveries = [
+            ("leased", 1i32, until, Some(req.owner), leased_ids),
+            ("waiting", 0, 0, None, waiting_ids),
+        ];
+        for (state, attempts, available_at, owner, ids) in deliveries {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut values: Vec<Value> = vec![
+                req.consumer.into(),
+                state.into(),
+                attempts.into(),
+                available_at.into(),
+                owner.into(),
+                now.into(),
+            ];
+            values.extend(ids.iter().map(|id| Value::from(*id)));
             txn.execute_raw(stmt(
                 b,
                 &format!(
                     "INSERT INTO distribute_deliveries (consumer, event_id, seq, distributed_type, distributed_id, \
-                     state, attempts, available_at, lease_owner, updated_at) VALUES {}",
-                    tuples.join(", ")
+                     state, attempts, available_at, lease_owner, updated_at) \
+                     SELECT ?, e.id, e.seq, e.distributed_type, e.distributed_id, ?, ?, ?, ?, ? \
+                     FROM distributes e WHERE e.id IN ({})",
+                    marks(ids.len())
                 ),
                 values,
             ))
