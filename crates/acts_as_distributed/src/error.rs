@@ -55,6 +55,15 @@ pub enum Error {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// A snapshot could not write a row into the replica (the row's page is rolled back; run the
+    /// snapshot again once the cause is fixed).
+    #[error("snapshot of {type_name}: {message}")]
+    Snapshot {
+        /// The `distributed_type` being copied.
+        type_name: String,
+        /// What the replica said.
+        message: String,
+    },
 }
 
 impl Error {

@@ -76,8 +76,8 @@ impl<'a> Snapshot<'a> {
     /// Runs the copy. Returns the rows copied per type, in registration order.
     ///
     /// # Errors
-    /// [`Error::Db`] when the source cannot be read or the consumer registered; [`Error::Config`]
-    /// with the replica's message when a row cannot be written there.
+    /// [`Error::Db`] when the source cannot be read or the consumer registered;
+    /// [`Error::Snapshot`] with the replica's message when a row cannot be written there.
     pub async fn run(mut self) -> Result<Vec<(&'static str, u64)>, Error> {
         Queue::new(self.source.clone())
             .register_consumer(self.consumer, StartFrom::Now)
@@ -100,7 +100,10 @@ impl<'a> Snapshot<'a> {
                     .without_distributing()
                     .run(entry.copy_page(&source, &txn, after, self.page_size))
                     .await
-                    .map_err(|e| Error::Config(format!("snapshot of {type_name}: {e}")))?;
+                    .map_err(|e| Error::Snapshot {
+                        type_name: type_name.to_owned(),
+                        message: e.message().to_owned(),
+                    })?;
                 txn.commit().await?;
                 copied += n;
                 if let Some(f) = self.progress.as_mut() {
