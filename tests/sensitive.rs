@@ -312,3 +312,29 @@ async fn erase_through_the_transaction_helper_commits_with_the_work() {
         );
     }
 }
+
+#[tokio::test]
+async fn bulk_updates_mask_redacted_columns_too() {
+    use acts_as_distributed::DistributedExecExt;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let txn = t.db.begin().await.expect("begin");
+        new_patient("Grace").insert(&txn).await.expect("insert");
+        patient::Entity::update_many()
+            .col_expr(patient::Column::Email, Expr::value("grace@secret.org"))
+            .col_expr(patient::Column::Visits, Expr::value(7))
+            .filter(patient::Column::Name.eq("Grace"))
+            .exec_distributed(&txn)
+            .await
+            .expect("bulk update");
+        txn.commit().await.expect("commit");
+        let events = events(&t.db).await;
+        let update = events.last().expect("the bulk update's event");
+        assert_eq!(update.action, "update", "{}", backend.name());
+        assert!(is_redacted(&update.changes["email"]), "{}", update.changes);
+        assert_eq!(update.changes["visits"], json!(7));
+        assert_no_secret(update, &["grace@secret.org"]);
+    }
+}

@@ -18,7 +18,6 @@ use crate::capture::{buffer_for, check_connection, new_event};
 use crate::distribution::{DistributedEntity, render_id};
 use crate::event::{Action, NewEvent, insert_events};
 use crate::scope::{self, Context};
-use crate::values::to_json;
 use sea_orm::sea_query::{Condition, InsertStatement, IntoValueTuple, Query, UpdateStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, DeleteMany, DeleteOne,
@@ -291,7 +290,7 @@ where
             .exec_with_returning(txn)
             .await;
     }
-    let models = fill_like_insert_many(models);
+    let models = fill_like_insert_many(models)?;
     let mut keys = Vec::with_capacity(models.len());
     for am in models {
         // The key the row was given, else the one the database generated (a NULL key filled in
@@ -313,9 +312,17 @@ where
 }
 
 /// Marks a column that some rows hold and others leave `NotSet` as NULL in the others: SeaORM's
-/// multi-row insert has one column list for all rows and writes NULL there.
-fn fill_like_insert_many<A: ActiveModelTrait>(mut models: Vec<A>) -> Vec<A> {
-    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
+/// multi-row insert has one column list for all rows and writes NULL there. Primary key columns
+/// stay `NotSet` (the database generates them). A column whose field cannot hold NULL is an error,
+/// as the NULL would be on the other backends.
+fn fill_like_insert_many<A: ActiveModelTrait>(mut models: Vec<A>) -> Result<Vec<A>, DbErr> {
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+        .filter(|c| {
+            !primary_columns::<A::Entity>()
+                .iter()
+                .any(|p| p.as_str() == c.as_str())
+        })
+        .collect();
     let nulls: Vec<Option<Value>> = columns
         .iter()
         .map(|c| {
@@ -330,11 +337,17 @@ fn fill_like_insert_many<A: ActiveModelTrait>(mut models: Vec<A>) -> Vec<A> {
             if let Some(null) = null
                 && am.get(*c).is_not_set()
             {
-                am.set(*c, null.clone());
+                am.try_set(*c, null.clone()).map_err(|_| {
+                    DbErr::Custom(format!(
+                        "insert_many: column `{}` is set in some rows and not in others, and \
+                         cannot be NULL; set it in every row",
+                        c.as_str()
+                    ))
+                })?;
             }
         }
     }
-    models
+    Ok(models)
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(entity = E::distributed_type()))]
@@ -412,7 +425,9 @@ where
     }
     let keys: Vec<Vec<Value>> = rows.iter().map(key_of::<E>).collect();
     for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-        let mut by_key = head.clone();
+        // The full statement (its ORDER BY matters to MySQL's unique checks), kept to the
+        // locked rows.
+        let mut by_key = statement.clone();
         by_key.cond_where(keys_condition::<E>(chunk));
         txn.execute(&by_key).await?;
     }
@@ -461,11 +476,9 @@ where
     let keys: Vec<Vec<Value>> = rows.iter().map(key_of::<E>).collect();
     let mut deleted = 0;
     for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-        deleted += E::delete_many()
-            .filter(keys_condition::<E>(chunk))
-            .exec(txn)
-            .await?
-            .rows_affected;
+        let mut by_key = many.as_query().clone();
+        by_key.cond_where(keys_condition::<E>(chunk));
+        deleted += txn.execute(&by_key).await?.rows_affected();
     }
     if deleted != rows.len() as u64 {
         // Cannot happen while the rows are locked; never record rows that were not deleted.
@@ -498,7 +511,7 @@ fn with_events<E: DistributedEntity>(
             let changes = match changed {
                 Some(columns) => columns
                     .iter()
-                    .map(|c| (c.as_str().to_owned(), to_json(&row.get(*c))))
+                    .map(|c| (c.as_str().to_owned(), dist.json_of(*c, &row.get(*c))))
                     .collect(),
                 None => dist.attributes_of(row),
             };
@@ -561,7 +574,9 @@ where
 
 /// Whether the write can return its rows itself. MariaDB's `INSERT`/`DELETE .. RETURNING` is
 /// not used (MySQL has none, and neither has `UPDATE .. RETURNING`): one path for both.
-fn has_returning<T: ConnectionTrait>(txn: &T) -> bool {
+/// Whether `UPDATE` and `DELETE` can return rows here (MariaDB's `RETURNING`, which SeaORM can be
+/// built to use, does not cover `UPDATE`).
+pub(crate) fn has_returning<T: ConnectionTrait>(txn: &T) -> bool {
     txn.get_database_backend() != DbBackend::MySql && txn.support_returning()
 }
 

@@ -68,7 +68,7 @@ where
     } else {
         None
     };
-    let (changes, distributed_id) = if db.support_returning() {
+    let (changes, distributed_id) = if crate::bulk::has_returning(db) {
         // One UPDATE .. RETURNING: the event carries exactly what this statement stored.
         let model = A::Entity::update(am.clone()).exec(db).await?;
         let changes = changed

@@ -70,6 +70,7 @@ pub trait DistributedEntity: EntityTrait {
             type_name: type_name(),
             found: json_kind(changes),
         })?;
+        let templates = <Self::ActiveModel as ActiveModelTrait>::default_values();
         object
             .iter()
             .filter(|(_, json)| !values::is_redacted(json))
@@ -78,11 +79,12 @@ pub trait DistributedEntity: EntityTrait {
                     type_name: type_name(),
                     column: name.clone(),
                 })?;
-                let value = decode_value::<Self>(column, json).map_err(|source| Error::Value {
-                    type_name: type_name(),
-                    column: name.clone(),
-                    source,
-                })?;
+                let value =
+                    decode_like(&templates, column, json).map_err(|source| Error::Value {
+                        type_name: type_name(),
+                        column: name.clone(),
+                        source,
+                    })?;
                 Ok((column, value))
             })
             .collect()
@@ -94,7 +96,20 @@ pub(crate) fn decode_value<E: EntityTrait>(
     column: E::Column,
     json: &Json,
 ) -> Result<Value, values::ValueError> {
-    let like = <E::ActiveModel as ActiveModelTrait>::default_values()
+    decode_like(
+        &<E::ActiveModel as ActiveModelTrait>::default_values(),
+        column,
+        json,
+    )
+}
+
+/// [`decode_value`] with the entity's `default_values()` at hand (built once per event).
+fn decode_like<A: ActiveModelTrait>(
+    templates: &A,
+    column: <A::Entity as EntityTrait>::Column,
+    json: &Json,
+) -> Result<Value, values::ValueError> {
+    let like = templates
         .get(column)
         .into_value()
         .or_else(|| values::template_for(column.def().get_column_type()))

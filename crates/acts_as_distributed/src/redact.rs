@@ -8,6 +8,7 @@ use crate::distribution::DistributedEntity;
 use crate::error::Result;
 use crate::event::{Distributes, insert_events, missing_table_hint};
 use crate::scope;
+use crate::transaction::begin_write;
 use crate::values;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, DbBackend, TransactionSession, TransactionTrait};
@@ -64,9 +65,16 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     if let Some(buffer) = scope::current().buffer.filter(|b| b.is_for(db)) {
-        insert_events(db, buffer.take()).await?;
+        let held = buffer.take();
+        if let Err(e) = insert_events(db, held.clone()).await {
+            // Back to the helper, which writes them at commit (or reports the failure then).
+            for event in held {
+                buffer.push(event);
+            }
+            return Err(e.into());
+        }
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let mut select = Query::select();
     select
         .columns([Distributes::Id, Distributes::Changes, Distributes::Previous])
