@@ -256,8 +256,8 @@ impl Replicator {
             .await
             .map_err(|e| {
                 HandlerError::retry(format!(
-                    "reading the replica's own events for the two-way conflict rule (record_as \
-                     needs the distributes table on the replica): {e}"
+                    "reading the replica's own later events of this object for the two-way \
+                     conflict rule (the replica needs the distributes table and its migrations): {e}"
                 ))
             })?;
         for local in newer {
