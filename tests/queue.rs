@@ -1169,3 +1169,102 @@ async fn an_after_consumer_wakes_when_the_other_catches_up() {
         assert_eq!(got, ids, "{}", backend.name());
     }
 }
+
+/// A handler that takes whole batches (as the replicator does): fails event `fail` on its first
+/// attempt and records every batch it was handed.
+struct BatchTaker {
+    fail: i64,
+    batches: Mutex<Vec<Vec<i64>>>,
+    done: Mutex<Vec<i64>>,
+}
+
+#[acts_as_distributed::async_trait]
+impl acts_as_distributed::Handler for BatchTaker {
+    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+        Err(HandlerError::permanent(
+            "a batch handler is called with batches",
+        ))
+    }
+
+    fn handles_batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, events: Vec<Event>) -> Vec<Result<(), HandlerError>> {
+        self.batches
+            .lock()
+            .expect("batches")
+            .push(events.iter().map(|e| e.id).collect());
+        let mut results = Vec::new();
+        for e in events {
+            if e.id == self.fail && e.attempt == 1 {
+                results.push(Err(HandlerError::retry("first attempt fails")));
+                break;
+            }
+            self.done.lock().expect("done").push(e.id);
+            results.push(Ok(()));
+        }
+        results
+    }
+}
+
+#[tokio::test]
+async fn a_batch_handler_gets_whole_batches_in_order_and_a_failure_holds_only_the_rest() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 30, 30).await;
+        let taker = Arc::new(BatchTaker {
+            fail: ids[9],
+            batches: Mutex::default(),
+            done: Mutex::default(),
+        });
+        let worker = Worker::builder(t.db.clone(), "batches")
+            .handler(taker.clone() as Arc<dyn acts_as_distributed::Handler>)
+            .batch_size(100)
+            .retry(
+                RetryPolicy::default()
+                    .base(Duration::from_millis(10))
+                    .jitter(0.0),
+            )
+            .build()
+            .expect("worker");
+        let started = Instant::now();
+        while taker.done.lock().expect("done").len() < 30 {
+            worker.run_once().await.expect("run_once");
+            assert!(started.elapsed() < Duration::from_secs(20), "drains");
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        let batches = taker.batches.lock().expect("batches").clone();
+        assert_eq!(
+            batches[0],
+            ids,
+            "{}: the first batch is every event, in order",
+            backend.name()
+        );
+        let mut done = taker.done.lock().expect("done").clone();
+        assert_eq!(
+            &done[..9],
+            &ids[..9],
+            "the events before the failure are done first"
+        );
+        done.sort_unstable();
+        assert_eq!(done, ids, "every event done exactly once");
+        let status = Queue::new(t.db.clone()).status().await.expect("status");
+        let types = &status
+            .iter()
+            .find(|c| c.consumer == "batches")
+            .expect("consumer")
+            .types;
+        assert!(
+            types
+                .iter()
+                .all(|s| s.pending == 0 && s.errored == 0 && s.dead == 0),
+            "{types:?}"
+        );
+        println!(
+            "{}: batches handed {:?}",
+            backend.name(),
+            batches.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+}

@@ -120,6 +120,30 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one event. The same event may come again (at-least-once): make the effect
     /// idempotent, keyed by [`Event::id`].
     async fn handle(&self, event: Event) -> Result<(), HandlerError>;
+
+    /// Whether [`handle_batch`](Self::handle_batch) takes a whole batch as one unit. A worker
+    /// with `concurrency(1)` then hands it each claimed batch at once. Default: `false`.
+    fn handles_batches(&self) -> bool {
+        false
+    }
+
+    /// Handles `events` in order as one unit (the replicator: one replica transaction), for
+    /// handlers whose [`handles_batches`](Self::handles_batches) is `true`. Returns an outcome
+    /// per event, in order, up to the first failure included; events past the returned ones go
+    /// back to the queue unhandled. The default calls [`handle`](Self::handle) one event at a
+    /// time and stops at the first failure.
+    async fn handle_batch(&self, events: Vec<Event>) -> Vec<Result<(), HandlerError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let result = self.handle(event).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
 }
 
 #[async_trait::async_trait]
@@ -137,5 +161,13 @@ where
 impl Handler for std::sync::Arc<dyn Handler> {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
         (**self).handle(event).await
+    }
+
+    fn handles_batches(&self) -> bool {
+        (**self).handles_batches()
+    }
+
+    async fn handle_batch(&self, events: Vec<Event>) -> Vec<Result<(), HandlerError>> {
+        (**self).handle_batch(events).await
     }
 }

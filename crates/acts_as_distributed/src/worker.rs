@@ -447,9 +447,14 @@ impl Inner {
         for group in groups {
             let this = self.clone();
             let permits = permits.clone();
+            let at_once = self.concurrency == 1 && self.handler.handles_batches();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                this.handle_group(group).await
+                if at_once {
+                    this.handle_at_once(group).await
+                } else {
+                    this.handle_group(group).await
+                }
             });
         }
         let mut outcomes = Vec::new();
@@ -509,25 +514,82 @@ impl Inner {
             match result {
                 Ok(()) => outcomes.push(Outcome::Done(id)),
                 Err(e) => {
-                    let dead =
-                        matches!(e, HandlerError::Permanent(_)) || self.retry.is_exhausted(attempt);
-                    let retry_at = (!dead).then(|| {
-                        let delay = self.retry.delay(attempt, random_unit());
-                        queue::now_ms().saturating_add(delay.as_millis() as i64)
-                    });
-                    tracing::warn!(event = id, attempt, dead, error = %e, "handler failed");
-                    outcomes.push(Outcome::Failed {
-                        id,
-                        retry_at,
-                        error: e.message().to_owned(),
-                    });
-                    if !dead || self.config.dead_events == DeadEvents::Hold {
+                    let (outcome, holds) = self.failure(id, attempt, &e);
+                    outcomes.push(outcome);
+                    if holds {
                         held.insert(object);
                     }
                 }
             }
         }
         outcomes
+    }
+
+    /// A batch handed to a handler that takes batches, in order. Malformed rows fail at once
+    /// (and hold their object); the rest go to the handler in one call.
+    async fn handle_at_once(&self, group: Vec<Claimed>) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut held: HashSet<(String, String)> = HashSet::new();
+        let mut events = Vec::with_capacity(group.len());
+        for c in group {
+            let object = (c.distributed_type, c.distributed_id);
+            if held.contains(&object) {
+                outcomes.push(Outcome::Released(c.id));
+                continue;
+            }
+            match c.event {
+                Ok(event) => events.push(event),
+                Err(malformed) => {
+                    let e = HandlerError::permanent(format!("malformed event row: {malformed}"));
+                    let (outcome, holds) = self.failure(c.id, c.attempt, &e);
+                    outcomes.push(outcome);
+                    if holds {
+                        held.insert(object);
+                    }
+                }
+            }
+        }
+        let handed: Vec<(i64, u32)> = events.iter().map(|e| (e.id, e.attempt)).collect();
+        let span = tracing::debug_span!("handle_batch", events = handed.len());
+        let results = match AssertUnwindSafe(self.handler.handle_batch(events))
+            .catch_unwind()
+            .instrument(span)
+            .await
+        {
+            Ok(results) => results,
+            Err(panic) => vec![Err(HandlerError::retry(format!(
+                "handler panicked: {}",
+                panic_message(&*panic)
+            )))],
+        };
+        let mut results = results.into_iter();
+        for (id, attempt) in handed {
+            match results.next() {
+                Some(Ok(())) => outcomes.push(Outcome::Done(id)),
+                Some(Err(e)) => outcomes.push(self.failure(id, attempt, &e).0),
+                None => outcomes.push(Outcome::Released(id)),
+            }
+        }
+        outcomes
+    }
+
+    /// The outcome of a failed attempt, and whether it holds back the later events of its object.
+    fn failure(&self, id: i64, attempt: u32, e: &HandlerError) -> (Outcome, bool) {
+        let dead = matches!(e, HandlerError::Permanent(_)) || self.retry.is_exhausted(attempt);
+        let retry_at = (!dead).then(|| {
+            let delay = self.retry.delay(attempt, random_unit());
+            queue::now_ms().saturating_add(delay.as_millis() as i64)
+        });
+        tracing::warn!(event = id, attempt, dead, error = %e, "handler failed");
+        let outcome = Outcome::Failed {
+            id,
+            retry_at,
+            error: e.message().to_owned(),
+        };
+        (
+            outcome,
+            !dead || self.config.dead_events == DeadEvents::Hold,
+        )
     }
 
     async fn call(&self, event: Event) -> Result<(), HandlerError> {
@@ -538,16 +600,20 @@ impl Inner {
             .await
         {
             Ok(result) => result,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                Err(HandlerError::retry(format!("handler panicked: {message}")))
-            }
+            Err(panic) => Err(HandlerError::retry(format!(
+                "handler panicked: {}",
+                panic_message(&*panic)
+            ))),
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Wakes the worker on each `NOTIFY distributes` (PostgreSQL), reconnecting after errors.

@@ -126,6 +126,18 @@ impl Replicator {
     /// the replica lacks under [`UnknownColumns::Fail`], a value that does not fit the column),
     /// naming the entity, column and value; a retryable one for database errors.
     pub async fn apply(&self, event: &Event) -> Result<Applied, HandlerError> {
+        let txn = begin_write(&self.inner.target).await.map_err(db_failure)?;
+        let applied = self.apply_in(&txn, event).await?;
+        txn.commit().await.map_err(db_failure)?;
+        Ok(applied)
+    }
+
+    /// Applies one event through the replica transaction `txn`.
+    async fn apply_in(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Event,
+    ) -> Result<Applied, HandlerError> {
         let inner = &self.inner;
         if let Some(client) = &event.client_id
             && inner.skip_client_ids.iter().any(|s| s == client)
@@ -162,18 +174,15 @@ impl Replicator {
             self.known_columns(entry.as_ref(), changes)
                 .map_err(|e| prefix(&what(), e))?
         };
-
-        let txn = begin_write(&inner.target).await.map_err(db_failure)?;
         if inner.record_as.is_some() && event.action != Action::Destroy {
-            self.drop_newer_local_changes(&txn, event, &mut changes)
+            self.drop_newer_local_changes(txn, event, &mut changes)
                 .await
                 .map_err(|e| prefix(&what(), e))?;
         }
         let applied = self
-            .in_scope(entry.apply(&txn, event.action, &event.distributed_id, &changes))
+            .in_scope(entry.apply(txn, event.action, &event.distributed_id, &changes))
             .await
             .map_err(|e| prefix(&what(), e))?;
-        txn.commit().await.map_err(db_failure)?;
         tracing::debug!(event = event.id, ?applied, "replicated");
         Ok(applied)
     }
@@ -293,6 +302,52 @@ impl Replicator {
 impl Handler for Replicator {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
         self.apply(&event).await.map(|_| ())
+    }
+
+    fn handles_batches(&self) -> bool {
+        true
+    }
+
+    /// A whole batch in one replica transaction, in order. When an event fails, the transaction
+    /// rolls back and the events before it are applied again on their own (so they are done and
+    /// only the failed one counts an attempt); the events after it go back to the queue.
+    async fn handle_batch(&self, events: Vec<Event>) -> Vec<Result<(), HandlerError>> {
+        let mut end = events.len();
+        let mut failed = None;
+        loop {
+            match self.apply_all(&events[..end]).await {
+                Ok(()) => {
+                    let mut results: Vec<Result<(), HandlerError>> =
+                        (0..end).map(|_| Ok(())).collect();
+                    results.extend(failed.map(Err));
+                    return results;
+                }
+                // The first `i` applied fine: try them alone, and report event `i`.
+                Err((i, e)) => {
+                    end = i;
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+}
+
+impl Replicator {
+    /// Applies `events` in one replica transaction; on failure rolls it back and says which.
+    async fn apply_all(&self, events: &[Event]) -> Result<(), (usize, HandlerError)> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let txn = begin_write(&self.inner.target)
+            .await
+            .map_err(|e| (0, db_failure(e)))?;
+        for (i, event) in events.iter().enumerate() {
+            if let Err(e) = self.apply_in(&txn, event).await {
+                let _ = txn.rollback().await;
+                return Err((i, e));
+            }
+        }
+        txn.commit().await.map_err(|e| (0, db_failure(e)))
     }
 }
 
