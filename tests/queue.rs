@@ -1268,3 +1268,61 @@ async fn a_batch_handler_gets_whole_batches_in_order_and_a_failure_holds_only_th
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_event_past_the_lease_by_renewing_it() {
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        let ids = seed(&t.db, 1, 1).await;
+        let calls = Arc::new(Mutex::new(Vec::<(&'static str, i64, Instant)>::new()));
+        let worker = |name: &'static str, work: Duration| {
+            let calls = calls.clone();
+            Worker::builder(t.db.clone(), "slow")
+                .lease(Duration::from_millis(300))
+                .poll_interval(Duration::from_millis(20))
+                .listen(false)
+                .handler(move |e: Event| {
+                    let calls = calls.clone();
+                    async move {
+                        calls
+                            .lock()
+                            .expect("calls")
+                            .push((name, e.id, Instant::now()));
+                        tokio::time::sleep(work).await;
+                        Ok::<_, HandlerError>(())
+                    }
+                })
+                .build()
+                .expect("worker")
+                .spawn()
+        };
+        let slow = worker("slow", Duration::from_millis(1_200));
+        wait_until("the slow worker to start", Duration::from_secs(10), || {
+            !calls.lock().expect("calls").is_empty()
+        })
+        .await;
+        // Four leases long: without renewal the other worker would take the event meanwhile.
+        let other = worker("other", Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        slow.shutdown(Duration::from_secs(5)).await.expect("stop");
+        other.shutdown(Duration::from_secs(5)).await.expect("stop");
+        let calls = calls.lock().expect("calls").clone();
+        assert_eq!(
+            calls.len(),
+            1,
+            "{}: handled once: {calls:?}",
+            backend.name()
+        );
+        assert_eq!((calls[0].0, calls[0].1), ("slow", ids[0]));
+        let status = Queue::new(t.db.clone()).status().await.expect("status");
+        let types = &status
+            .iter()
+            .find(|c| c.consumer == "slow")
+            .expect("consumer")
+            .types;
+        assert!(
+            types.iter().all(|s| s.pending == 0 && s.errored == 0),
+            "{types:?}"
+        );
+    }
+}

@@ -630,6 +630,26 @@ async fn update_own_leases(
     Ok(done.rows_affected())
 }
 
+/// Extends the leases `owner` still holds among `ids` to `lease` from now.
+pub(crate) async fn renew(
+    db: &DatabaseConnection,
+    consumer: &str,
+    owner: &str,
+    ids: &[i64],
+    lease: Duration,
+) -> Result<u64, DbErr> {
+    let until = now_ms().saturating_add(ms(lease));
+    update_own_leases(
+        db,
+        consumer,
+        owner,
+        ids,
+        "available_at = ?",
+        vec![until.into()],
+    )
+    .await
+}
+
 /// Records a failure: retry at `retry_at` (ms), or dead when `retry_at` is `None`.
 pub(crate) async fn fail(
     db: &DatabaseConnection,

@@ -171,8 +171,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long a claimed event stays this worker's (default 60 s). After that, another worker may
-    /// take it: keep it longer than a handler takes.
+    /// How long a claimed event stays this worker's without news (default 60 s). A running
+    /// worker renews the leases of the batch it is handling every third of this, so handlers may
+    /// take longer; a worker that dies stops renewing, and after this long another worker takes
+    /// its events.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -378,7 +380,24 @@ impl Inner {
             queue::advance(&self.db, &self.consumer).await?;
             return Ok(parked);
         }
-        let outcomes = self.handle_batch(claimed, abort).await;
+        // While the handlers work, the leases are renewed every third of the lease, so a slow
+        // handler keeps its events; a worker that dies stops renewing and loses them.
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        let renew = async {
+            let every = (self.lease / 3).max(Duration::from_millis(10));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) =
+                    queue::renew(&self.db, &self.consumer, &self.owner, &ids, self.lease).await
+                {
+                    tracing::warn!(error = %e, "renewing leases failed; trying again");
+                }
+            }
+        };
+        let outcomes = tokio::select! {
+            outcomes = self.handle_batch(claimed, abort) => outcomes,
+            never = renew => never,
+        };
         let mut done = Vec::new();
         let mut released = Vec::new();
         // Every outcome is recorded even when one write fails, so no event stays leased.
