@@ -293,6 +293,7 @@ impl Replicator {
     ///
     /// # Errors
     /// [`Error::Db`] when either database cannot be read.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn verify(&self, source: &DatabaseConnection) -> Result<VerifyReport, Error> {
         verify::verify(&self.inner.entries, source, &self.inner.target).await
     }
@@ -311,6 +312,7 @@ impl Handler for Replicator {
     /// A whole batch in one replica transaction, in order. When an event fails, the transaction
     /// rolls back and the events before it are applied again on their own (so they are done and
     /// only the failed one counts an attempt); the events after it go back to the queue.
+    #[tracing::instrument(level = "debug", name = "replicate", skip_all, fields(events = events.len()))]
     async fn handle_batch(&self, events: Vec<Event>) -> Vec<Result<(), HandlerError>> {
         let mut end = events.len();
         let mut failed = None;

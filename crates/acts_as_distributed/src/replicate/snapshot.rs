@@ -78,6 +78,7 @@ impl<'a> Snapshot<'a> {
     /// # Errors
     /// [`Error::Db`] when the source cannot be read or the consumer registered;
     /// [`Error::Snapshot`] with the replica's message when a row cannot be written there.
+    #[tracing::instrument(level = "info", name = "snapshot", skip_all, fields(consumer = self.consumer))]
     pub async fn run(mut self) -> Result<Vec<(&'static str, u64)>, Error> {
         Queue::new(self.source.clone())
             .register_consumer(self.consumer, StartFrom::Now)
