@@ -1278,7 +1278,7 @@ async fn a_slow_handler_keeps_its_event_past_the_lease_by_renewing_it() {
         let worker = |name: &'static str, work: Duration| {
             let calls = calls.clone();
             Worker::builder(t.db.clone(), "slow")
-                .lease(Duration::from_millis(300))
+                .lease(Duration::from_millis(600))
                 .poll_interval(Duration::from_millis(20))
                 .listen(false)
                 .handler(move |e: Event| {
@@ -1296,14 +1296,14 @@ async fn a_slow_handler_keeps_its_event_past_the_lease_by_renewing_it() {
                 .expect("worker")
                 .spawn()
         };
-        let slow = worker("slow", Duration::from_millis(1_200));
+        let slow = worker("slow", Duration::from_millis(2_000));
         wait_until("the slow worker to start", Duration::from_secs(10), || {
             !calls.lock().expect("calls").is_empty()
         })
         .await;
-        // Four leases long: without renewal the other worker would take the event meanwhile.
+        // Over three leases long: without renewal the other worker would take the event meanwhile.
         let other = worker("other", Duration::ZERO);
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        tokio::time::sleep(Duration::from_millis(2_400)).await;
         slow.shutdown(Duration::from_secs(5)).await.expect("stop");
         other.shutdown(Duration::from_secs(5)).await.expect("stop");
         let calls = calls.lock().expect("calls").clone();
