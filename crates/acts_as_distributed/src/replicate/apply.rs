@@ -13,7 +13,7 @@ use sea_orm::{
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
     ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
 };
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::str::FromStr;
@@ -43,13 +43,13 @@ pub(crate) trait Entry: Send + Sync {
     fn has_column(&self, name: &str) -> bool;
     /// The columns verify compares (the distributed ones that are not redacted).
     fn compared_columns(&self) -> Vec<&'static str>;
-    /// Applies one event's action with the (already filtered) `changes`.
+    /// Applies one event's action with the (already filtered) `changes`, a JSON object.
     async fn apply(
         &self,
         txn: &DatabaseTransaction,
         action: Action,
         distributed_id: &str,
-        changes: &Map<String, Json>,
+        changes: &Json,
     ) -> Result<Applied, HandlerError>;
     /// Rows in the source table.
     async fn count(&self, db: &DatabaseTransaction) -> Result<u64, DbErr>;
@@ -101,7 +101,7 @@ where
         txn: &DatabaseTransaction,
         action: Action,
         distributed_id: &str,
-        changes: &Map<String, Json>,
+        changes: &Json,
     ) -> Result<Applied, HandlerError> {
         let key = parse_key::<E>(distributed_id)?;
         let values = decode::<E>(changes)?;
@@ -309,10 +309,8 @@ fn parse_key<E: DistributedEntity>(
 
 /// `changes` as typed column values; a value of the wrong form is a permanent error naming the
 /// entity, the column and the value.
-fn decode<E: DistributedEntity>(
-    changes: &Map<String, Json>,
-) -> Result<Vec<(ColumnOf<E>, Value)>, HandlerError> {
-    E::decode_changes(&Json::Object(changes.clone()))
+fn decode<E: DistributedEntity>(changes: &Json) -> Result<Vec<(ColumnOf<E>, Value)>, HandlerError> {
+    E::decode_changes(changes)
         .map_err(|e| HandlerError::permanent(format!("{e}; the event is kept as dead")))
 }
 

@@ -105,11 +105,6 @@ impl Replicator {
         }
     }
 
-    /// The `distributed_type`s it replicates, in registration order.
-    pub fn types(&self) -> Vec<&'static str> {
-        self.inner.entries.iter().map(|e| e.type_name()).collect()
-    }
-
     /// A worker of consumer `consumer` on `source` with this replicator as its handler, handling
     /// one event at a time in sequence order (so parents are created before their children). Add
     /// the worker's other settings, then `build()`.
@@ -180,7 +175,12 @@ impl Replicator {
                 .map_err(|e| prefix(&what(), e))?;
         }
         let applied = self
-            .in_scope(entry.apply(txn, event.action, &event.distributed_id, &changes))
+            .in_scope(entry.apply(
+                txn,
+                event.action,
+                &event.distributed_id,
+                &Json::Object(changes),
+            ))
             .await
             .map_err(|e| prefix(&what(), e))?;
         tracing::debug!(event = event.id, ?applied, "replicated");
