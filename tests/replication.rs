@@ -491,7 +491,8 @@ async fn a_snapshot_under_writes_brings_up_rows_that_predate_capture() {
         assert!(copied.iter().all(|(_, n)| *n > 0), "{what}: {copied:?}");
         assert!(reports.len() > 3, "{what}: progress reported per page");
         drain(&replicator, &source.db, "replica").await;
-        assert!(failures(&source.db, "replica").await.is_empty());
+        let failed = failures(&source.db, "replica").await;
+        assert!(failed.is_empty(), "{what}: {failed:?}");
         assert_equal(&replicator, &source.db, &what).await;
         println!(
             "{what}: snapshot copied {copied:?} in {} pages, then the log: equal",

@@ -592,6 +592,54 @@ pub(crate) async fn claim(
     Ok((claimed, parked))
 }
 
+/// The events a consumer has not passed yet that are committed as `read` sees the database: a
+/// snapshot taken through `read` already holds their effects.
+pub(crate) async fn unpassed_events<C: ConnectionTrait>(
+    read: &C,
+    consumer: &str,
+) -> Result<Vec<i64>, DbErr> {
+    read.query_all_raw(stmt(
+        read.get_database_backend(),
+        "SELECT e.id FROM distributes e, distribute_consumers c \
+         WHERE c.name = ? AND (e.seq IS NULL OR e.seq > c.position)",
+        vec![consumer.into()],
+    ))
+    .await
+    .map_err(hint)?
+    .iter()
+    .map(|r| r.try_get_by_index::<i64>(0))
+    .collect()
+}
+
+/// Records `ids` as handled by `consumer` without handing them to it (events whose effects a
+/// snapshot copied). Events it already has a delivery of are left as they are.
+pub(crate) async fn mark_done(
+    db: &DatabaseConnection,
+    consumer: &str,
+    ids: &[i64],
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    while sequence(db, 10_000).await? > 0 {}
+    for chunk in ids.chunks(1_000) {
+        let mut values: Vec<Value> = vec![consumer.into(), now_ms().into(), consumer.into()];
+        values.extend(chunk.iter().map(|id| Value::from(*id)));
+        db.execute_raw(stmt(
+            b,
+            &format!(
+                "INSERT INTO distribute_deliveries (consumer, event_id, seq, distributed_type, distributed_id, \
+                 state, attempts, available_at, lease_owner, updated_at) \
+                 SELECT ?, e.id, e.seq, e.distributed_type, e.distributed_id, 'done', 0, 0, NULL, ? \
+                 FROM distributes e WHERE NOT EXISTS (SELECT 1 FROM distribute_deliveries d \
+                 WHERE d.consumer = ? AND d.event_id = e.id) AND e.id IN ({})",
+                marks(chunk.len())
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Marks events handled.
 pub(crate) async fn ack(
     db: &DatabaseConnection,

@@ -3,7 +3,7 @@
 
 use super::Replicator;
 use crate::error::Error;
-use crate::queue::{Queue, StartFrom};
+use crate::queue::{self, Queue, StartFrom};
 use crate::scope::Scope;
 use crate::transaction::{begin_consistent_read, begin_write};
 use sea_orm::DatabaseConnection;
@@ -33,8 +33,11 @@ type OnProgress<'a> = Box<dyn FnMut(&SnapshotProgress) + Send + 'a>;
 ///    read-only transaction), parents first (registration order), in pages ordered by primary
 ///    key, each page in one replica transaction: an object missing on the replica is inserted, a
 ///    present one gets the source's values;
-/// 3. then run [`Replicator::worker`] with the same consumer: it replays the changes made during
-///    the copy, and the replica ends equal to the source.
+/// 3. records the events committed before the copy's state as handled by the consumer (the copy
+///    holds their effects);
+/// 4. then run [`Replicator::worker`] with the same consumer (not before the snapshot ends): it
+///    replays exactly the changes made after the copy's state, and the replica ends equal to the
+///    source.
 ///
 /// The source may keep changing throughout. Copies write no events on the replica.
 #[must_use = "a snapshot does nothing until `run` is awaited"]
@@ -86,6 +89,9 @@ impl<'a> Snapshot<'a> {
         // One consistent state of the source for the whole copy: a child copied later never
         // refers to a parent created after the parents were copied.
         let source = begin_consistent_read(self.source).await?;
+        // The events committed between the registration and this state are in the copy already:
+        // the consumer is to start after them, exactly where the copy's state ends.
+        let copied_events = queue::unpassed_events(&source, self.consumer).await?;
         let target = &self.replicator.inner.target;
         let mut report = Vec::new();
         for entry in &self.replicator.inner.entries {
@@ -127,6 +133,7 @@ impl<'a> Snapshot<'a> {
             report.push((type_name, copied));
         }
         source.commit().await?;
+        queue::mark_done(self.source, self.consumer, &copied_events).await?;
         Ok(report)
     }
 }
