@@ -91,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pending =
                 replica.map(|c| c.types.iter().map(|t| t.pending + t.errored).sum::<u64>());
             if pending == Some(0) {
-                return Ok::<_, sea_orm::DbErr>(());
+                return Ok::<_, acts_as_distributed::Error>(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

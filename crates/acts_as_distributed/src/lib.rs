@@ -38,47 +38,35 @@
 //! `docs/queue.md` (consumers and workers), `docs/replication.md` (the replicator, snapshot and
 //! verify).
 
-mod bulk;
+mod backend;
 mod capture;
-mod config;
-mod distribution;
 mod error;
 mod event;
-mod handler;
-mod hooks;
-mod macros;
-mod manual;
 mod queue;
-mod redact;
 mod replicate;
-mod retry;
-mod scope;
-mod transaction;
+mod settings;
+mod sql;
 pub mod values;
 mod worker;
 
 pub use async_trait::async_trait;
-pub use bulk::{DistributedExecExt, insert_many};
-pub use config::{OutsideTransaction, Settings, UnknownConnection};
-pub use distribution::{DistributedEntity, Distribution};
+pub use capture::{
+    DistributedActiveModelExt, DistributedBehavior, DistributedEntity, DistributedExecExt,
+    Distribution, ManualEvent, Scope, erase, erase_object, insert_many, record_model, transaction,
+    without_distributing,
+};
 pub use error::{Error, Result};
-pub use event::{Action, FORMAT_VERSION, distribute};
-pub use handler::{Event, Handler, HandlerError};
-pub use hooks::DistributedBehavior;
-pub use manual::{ManualEvent, record_model};
+pub use event::{Action, Event, FORMAT_VERSION, distribute};
 pub use queue::{BlockedObject, ConsumerStatus, DeadEvents, Queue, StartFrom, TypeStatus};
-pub use redact::{erase, erase_object};
 pub use replicate::{
     Applied, EntityDiff, Replicator, ReplicatorBuilder, Snapshot, SnapshotProgress, UnknownColumns,
     VerifyReport,
 };
-pub use retry::RetryPolicy;
-pub use scope::{Scope, without_distributing};
-pub use transaction::transaction;
-pub use worker::{Worker, WorkerBuilder, WorkerHandle};
-
-mod active_model_ext;
-pub use active_model_ext::DistributedActiveModelExt;
+pub use settings::{OutsideTransaction, Settings, UnknownConnection};
+pub use worker::{
+    Handler, HandlerError, RetryPolicy, Worker, WorkerBuilder, WorkerHandle, WorkerHealth,
+    WorkerState,
+};
 
 /// The one-line import: the macro's traits, the scope and the helper.
 pub mod prelude {
@@ -91,8 +79,8 @@ pub mod prelude {
 /// What the macro expands to refers to; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::capture::{after_delete, after_save, before_delete, before_save};
-    pub use crate::redact::{disjoint, subset};
+    pub use crate::capture::hooks::{after_delete, after_save, before_delete, before_save};
+    pub use crate::capture::redact::{disjoint, subset};
     pub use async_trait;
     pub use sea_orm;
 }

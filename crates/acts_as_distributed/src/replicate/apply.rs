@@ -3,10 +3,10 @@
 //! Rows are written through the entity's ActiveModel, so the replica runs its own hooks (its own
 //! timestamps, validation) and, when the replicator records its writes, its own capture.
 
-use crate::distribution::{DistributedEntity, decode_value};
+use crate::capture::distribution::{DistributedEntity, decode_value};
 use crate::event::Action;
-use crate::handler::HandlerError;
 use crate::values;
+use crate::worker::HandlerError;
 use sea_orm::sea_query::Value;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ColumnType, Condition, ConnectionTrait,

@@ -10,12 +10,13 @@ pub use apply::Applied;
 pub use snapshot::{Snapshot, SnapshotProgress};
 pub use verify::{EntityDiff, VerifyReport};
 
-use crate::distribution::DistributedEntity;
+use crate::backend::begin_write;
+use crate::capture::Scope;
+use crate::capture::distribution::DistributedEntity;
 use crate::error::Error;
+use crate::event::Event;
 use crate::event::{Action, distribute};
-use crate::handler::{Event, Handler, HandlerError};
-use crate::scope::Scope;
-use crate::transaction::begin_write;
+use crate::worker::{Handler, HandlerError};
 use crate::worker::{Worker, WorkerBuilder};
 use apply::{Entry, Registered, db_failure};
 use sea_orm::{

@@ -2,10 +2,11 @@
 //! from the log.
 
 use super::Replicator;
+use crate::backend::{begin_consistent_read, begin_write};
+use crate::capture::Scope;
 use crate::error::Error;
-use crate::queue::{self, Queue, StartFrom};
-use crate::scope::Scope;
-use crate::transaction::{begin_consistent_read, begin_write};
+use crate::queue::handover::{mark_done, unpassed_events};
+use crate::queue::{Queue, StartFrom};
 use sea_orm::DatabaseConnection;
 use std::time::Instant;
 
@@ -91,7 +92,7 @@ impl<'a> Snapshot<'a> {
         let source = begin_consistent_read(self.source).await?;
         // The events committed between the registration and this state are in the copy already:
         // the consumer is to start after them, exactly where the copy's state ends.
-        let copied_events = queue::unpassed_events(&source, self.consumer).await?;
+        let copied_events = unpassed_events(&source, self.consumer).await?;
         let target = &self.replicator.inner.target;
         let mut report = Vec::new();
         for entry in &self.replicator.inner.entries {
@@ -133,7 +134,7 @@ impl<'a> Snapshot<'a> {
             report.push((type_name, copied));
         }
         source.commit().await?;
-        queue::mark_done(self.source, self.consumer, &copied_events).await?;
+        mark_done(self.source, self.consumer, &copied_events).await?;
         Ok(report)
     }
 }

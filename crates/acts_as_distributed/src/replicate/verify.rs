@@ -1,8 +1,8 @@
 //! Verify: compare source and replica per entity on what events carry.
 
 use super::apply::{Entry, same};
+use crate::backend::begin_consistent_read;
 use crate::error::Error;
-use crate::transaction::begin_consistent_read;
 use crate::values;
 use sea_orm::DatabaseConnection;
 use std::fmt;

@@ -1,73 +1,7 @@
-//! What a worker hands to your code, and what your code answers.
+//! Your code that handles events, and what it answers: done, retry later, or never.
 
-use crate::event::Action;
-use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
+use crate::event::Event;
 use std::future::Future;
-
-/// One event, as a consumer receives it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Event {
-    /// The row's `id`: stable across attempts and consumers, the key for idempotent effects.
-    pub id: i64,
-    /// The position the sequencer gave the event (the order consumers receive events in).
-    pub seq: i64,
-    /// The CamelCase model name, such as `User`.
-    pub distributed_type: String,
-    /// The object's uuid or key.
-    pub distributed_id: String,
-    /// What happened.
-    pub action: Action,
-    /// Column name to the JSON form of its value. A [masked](crate::values::is_redacted) value
-    /// stands for a value the event does not carry: skip it.
-    pub changes: Json,
-    /// Update events of entities declared with `previous = true`: column name to the JSON form of
-    /// the value each changed column held before the update (the keys of `changes`). `None` for
-    /// every other event.
-    pub previous: Option<Json>,
-    /// Where the change came from.
-    pub client_id: Option<String>,
-    /// A note for the receivers.
-    pub messages: Option<String>,
-    /// When the change was captured.
-    pub created_at: DateTime<Utc>,
-    /// The source transaction on PostgreSQL.
-    pub source_txid: Option<i64>,
-    /// The event format version.
-    pub format: i16,
-    /// Which attempt this is for this consumer, from 1.
-    pub attempt: u32,
-}
-
-impl Event {
-    /// An event as a consumer other than the built-in worker receives it (from NATS, say), for
-    /// [`Replicator::apply`](crate::Replicator::apply) or your own handlers; the other fields
-    /// start empty (`seq` 0, now, format 1, attempt 1) and are public to set.
-    pub fn new(
-        id: i64,
-        distributed_type: impl Into<String>,
-        distributed_id: impl Into<String>,
-        action: Action,
-        changes: Json,
-    ) -> Self {
-        Self {
-            id,
-            seq: 0,
-            distributed_type: distributed_type.into(),
-            distributed_id: distributed_id.into(),
-            action,
-            changes,
-            client_id: None,
-            messages: None,
-            created_at: Utc::now(),
-            source_txid: None,
-            previous: None,
-            format: crate::FORMAT_VERSION,
-            attempt: 1,
-        }
-    }
-}
 
 /// A handler's failure: retried later, or dead at once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,10 +14,11 @@
 //! Each call runs inside a transaction of its own (a `SAVEPOINT` when `db` already is a
 //! transaction), so the write and its events commit together, and a failure leaves neither.
 
-use crate::capture::{buffer_for, check_connection, new_event};
-use crate::distribution::{DistributedEntity, render_id};
+use super::distribution::{DistributedEntity, render_id};
+use super::emit::{buffer_for, check_connection, new_event};
+use super::scope::{self, Context};
+use crate::backend::has_returning;
 use crate::event::{Action, NewEvent, insert_events};
-use crate::scope::{self, Context};
 use sea_orm::sea_query::{Condition, InsertStatement, IntoValueTuple, Query, UpdateStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, DeleteMany, DeleteOne,
@@ -570,14 +571,6 @@ where
     }
     tracing::debug!(events = count, "recorded a bulk write");
     Ok(value)
-}
-
-/// Whether the write can return its rows itself. MariaDB's `INSERT`/`DELETE .. RETURNING` is
-/// not used (MySQL has none, and neither has `UPDATE .. RETURNING`): one path for both.
-/// Whether `UPDATE` and `DELETE` can return rows here (MariaDB's `RETURNING`, which SeaORM can be
-/// built to use, does not cover `UPDATE`).
-pub(crate) fn has_returning<T: ConnectionTrait>(txn: &T) -> bool {
-    txn.get_database_backend() != DbBackend::MySql && txn.support_returning()
 }
 
 /// `SELECT <every column> FROM <table> <the WHERE, ORDER BY and LIMIT of full> FOR UPDATE`.

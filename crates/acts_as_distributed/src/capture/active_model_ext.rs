@@ -1,6 +1,6 @@
 //! Single saves without an event (the original's `save_without_distributing`).
 
-use crate::scope::without_distributing;
+use super::scope::without_distributing;
 use async_trait::async_trait;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DbErr, DeleteResult, EntityTrait,

@@ -1,4 +1,5 @@
-//! The `acts_as_distributed!` macro: a thin layer over [`crate::capture`].
+//! The `acts_as_distributed!` macro: a thin layer over the capture functions
+//! of `capture/hooks.rs`.
 
 /// Distributes an entity: implements SeaORM's `ActiveModelBehavior` so that every create, update
 /// and destroy writes one row to `distributes`. Write it in the entity module in place of

@@ -2,11 +2,11 @@
 //! `delete_by_id`, ...). They take the same path as captured ones: the scope's `client_id`,
 //! `messages` and on/off switch, strict mode, and the transaction helper's buffer.
 
-use crate::capture::{check_connection, emit, new_event};
-use crate::distribution::{DistributedEntity, json_kind};
+use super::distribution::{DistributedEntity, json_kind};
+use super::emit::{check_connection, emit, new_event};
+use super::scope;
 use crate::error::{Error, Result};
 use crate::event::Action;
-use crate::scope;
 use sea_orm::{ConnectionTrait, ModelTrait};
 use serde_json::{Map, Value as Json};
 use std::borrow::Cow;

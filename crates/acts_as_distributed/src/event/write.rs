@@ -1,108 +1,12 @@
-//! The `distributes` table: its entity, the action names, and how captured events are written.
+//! How captured events are written to `distributes`: in order, in as few statements as the
+//! backend allows.
 
+use super::{Action, Distributes, FORMAT_VERSION};
+use crate::error::hint_missing_migration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, InsertStatement, Query};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, DeriveIden, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use serde_json::Value as Json;
-
-/// The version of the event format written by this release, stored in `distributes.format`.
-///
-/// Version 1: `changes` is a JSON object of column name to the JSON form of
-/// [`values`](crate::values); `distributed_id` is the uuid column rendered as a string, or the
-/// primary key (a composite key as a JSON array). `previous` (a later, nullable column) is NULL or
-/// an object of the same form; adding it left `changes` as it was, so the version stays 1.
-pub const FORMAT_VERSION: i16 = 1;
-
-/// The SeaORM entity of the `distributes` table, to read events with SeaORM.
-pub mod distribute {
-    use sea_orm::entity::prelude::*;
-
-    /// One row of `distributes`: one create, update or destroy of one object.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "distributes")]
-    pub struct Model {
-        /// Increasing id: the order events were written in.
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        /// The CamelCase model name, such as `User`.
-        pub distributed_type: String,
-        /// The object's uuid, or its primary key rendered as a string.
-        pub distributed_id: String,
-        /// `create`, `update` or `destroy`.
-        pub action: String,
-        /// Column name to the JSON form of its value.
-        #[sea_orm(column_type = "JsonBinary")]
-        pub changes: Json,
-        /// Where the change came from (a scope or the process-wide default).
-        pub client_id: Option<String>,
-        /// A note for the receivers (the original's `messages_for_distribution`).
-        pub messages: Option<String>,
-        /// The original plugin's error flag; consumers keep their own state (see the queue docs).
-        pub error: bool,
-        /// The original plugin's processed time; consumers keep their own state.
-        pub processed_at: Option<DateTimeUtc>,
-        /// When the change was captured, in UTC.
-        pub created_at: DateTimeUtc,
-        /// The event format version ([`FORMAT_VERSION`](crate::FORMAT_VERSION) when written).
-        pub format: i16,
-        /// The source transaction's id on PostgreSQL, NULL elsewhere.
-        pub source_txid: Option<i64>,
-        /// Update events of entities with `previous = true`: column name to the JSON form of the
-        /// value each changed column held before the update (the same keys as `changes`). NULL
-        /// for every other event.
-        #[sea_orm(column_type = "JsonBinary", nullable)]
-        pub previous: Option<Json>,
-    }
-
-    /// `distributes` has no relations.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// What happened to the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// The row was inserted.
-    Create,
-    /// The row was updated.
-    Update,
-    /// The row was deleted.
-    Destroy,
-}
-
-impl Action {
-    /// The name stored in `distributes.action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Destroy => "destroy",
-        }
-    }
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Action {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "create" => Ok(Action::Create),
-            "update" => Ok(Action::Update),
-            "destroy" => Ok(Action::Destroy),
-            other => Err(format!(
-                "unknown action `{other}`: expected create, update or destroy"
-            )),
-        }
-    }
-}
 
 /// A captured change, not yet written.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,22 +21,6 @@ pub(crate) struct NewEvent {
     pub client_id: Option<std::sync::Arc<str>>,
     pub messages: Option<std::sync::Arc<str>>,
     pub created_at: DateTime<Utc>,
-}
-
-#[derive(DeriveIden)]
-pub(crate) enum Distributes {
-    Table,
-    Id,
-    DistributedType,
-    DistributedId,
-    Action,
-    Changes,
-    ClientId,
-    Messages,
-    CreatedAt,
-    Format,
-    SourceTxid,
-    Previous,
 }
 
 /// Rows per INSERT: 9 bound values a row stays well under every backend's limit on parameters.
@@ -169,7 +57,7 @@ pub(crate) async fn insert_events<C: ConnectionTrait>(
         } else {
             db.execute(&values_insert(backend, chunk)?).await
         };
-        result.map_err(missing_table_hint)?;
+        result.map_err(hint_missing_migration)?;
     }
     Ok(())
 }
@@ -249,31 +137,4 @@ fn values_insert(backend: DbBackend, chunk: Vec<NewEvent>) -> Result<InsertState
             .map_err(|e| DbErr::Custom(format!("building the distributes insert: {e}")))?;
     }
     Ok(insert)
-}
-
-/// Adds the fix to the error a database gives when `distributes` does not exist yet.
-pub(crate) fn missing_table_hint(e: DbErr) -> DbErr {
-    let text = e.to_string();
-    if text.contains("previous")
-        && (text.contains("no such column")
-            || text.contains("has no column")
-            || text.contains("does not exist")
-            || text.contains("Unknown column"))
-    {
-        return DbErr::Custom(format!(
-            "{text}: `distributes.previous` is missing; run the migrations of acts_as_distributed_migration \
-             again (`m20261128_000003_add_previous` adds it), or add its new migrations to your Migrator"
-        ));
-    }
-    let missing = text.contains("no such table")
-        || (text.contains("distributes")
-            && (text.contains("does not exist") || text.contains("doesn't exist")));
-    if missing {
-        DbErr::Custom(format!(
-            "{text}: the `distributes` table is missing; run the migration of acts_as_distributed_migration \
-             (`acts_as_distributed_migration::Migrator::up(&db, None)`, or add its migrations to your Migrator)"
-        ))
-    } else {
-        e
-    }
 }

@@ -1,55 +1,14 @@
 //! The transaction helper: the caller's work and its events in one transaction, with the events
 //! written at commit in as few statements as possible.
 
-use crate::event::{NewEvent, insert_events};
-use crate::scope;
-use sea_orm::{
-    AccessMode, ConnectionTrait, DbBackend, DbErr, IsolationLevel, SqliteTransactionMode,
-    TransactionError, TransactionOptions, TransactionSession, TransactionTrait,
-};
+use super::buffer::EventBuffer;
+use super::scope;
+use crate::backend::begin_write;
+use crate::event::insert_events;
+use sea_orm::{ConnectionTrait, TransactionError, TransactionSession, TransactionTrait};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-
-/// Events captured through one helper transaction, waiting for its commit.
-#[derive(Debug)]
-pub(crate) struct EventBuffer {
-    /// Address and type of the transaction the events belong to.
-    connection: usize,
-    connection_type: &'static str,
-    events: Mutex<Vec<NewEvent>>,
-}
-
-impl EventBuffer {
-    fn for_connection<C>(txn: &C) -> Self {
-        Self {
-            connection: address(txn),
-            connection_type: std::any::type_name::<C>(),
-            events: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Whether `db` is the helper's own transaction (and not, say, the pool or a nested
-    /// transaction, whose events must be written through them at once).
-    pub(crate) fn is_for<C>(&self, db: &C) -> bool {
-        address(db) == self.connection && std::any::type_name::<C>() == self.connection_type
-    }
-
-    pub(crate) fn push(&self, event: NewEvent) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
-    }
-
-    pub(crate) fn take(&self) -> Vec<NewEvent> {
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-fn address<C>(c: &C) -> usize {
-    (c as *const C).cast::<()>() as usize
-}
+use std::sync::Arc;
 
 /// Runs `work` in a new transaction of `db`, with the events of its saves.
 ///
@@ -120,32 +79,4 @@ where
             Err(TransactionError::Transaction(e))
         }
     }
-}
-
-/// Begins a transaction that will write: `BEGIN IMMEDIATE` on SQLite, so it takes the write lock
-/// at once instead of failing with "database is locked" when it upgrades from reading while
-/// another connection (a worker, say) writes; a plain `BEGIN` elsewhere.
-pub(crate) async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
-}
-
-/// Begins a read-only transaction that sees one consistent state of the database throughout
-/// (`REPEATABLE READ` on PostgreSQL and MySQL; on SQLite a read transaction sees one state).
-pub(crate) async fn begin_consistent_read<C: TransactionTrait + ConnectionTrait>(
-    db: &C,
-) -> Result<C::Transaction, DbErr> {
-    if db.get_database_backend() == DbBackend::Sqlite {
-        // SeaORM warns about options SQLite lacks; its read transactions are consistent anyway.
-        return db.begin().await;
-    }
-    db.begin_with_options(TransactionOptions {
-        isolation_level: Some(IsolationLevel::RepeatableRead),
-        access_mode: Some(AccessMode::ReadOnly),
-        ..TransactionOptions::default()
-    })
-    .await
 }

@@ -4,11 +4,11 @@
 //! [`Distribution::json_of`](crate::Distribution::json_of)); the mask itself is
 //! [`values::redacted`]. This file also holds the compile-time checks of the macro's options.
 
-use crate::distribution::DistributedEntity;
+use super::distribution::DistributedEntity;
+use super::scope;
+use crate::backend::begin_write;
 use crate::error::Result;
-use crate::event::{Distributes, insert_events, missing_table_hint};
-use crate::scope;
-use crate::transaction::begin_write;
+use crate::event::{Distributes, insert_events};
 use crate::values;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, DbBackend, TransactionSession, TransactionTrait};
@@ -85,7 +85,7 @@ where
     if txn.get_database_backend() != DbBackend::Sqlite {
         select.lock(LockType::Update);
     }
-    let rows = txn.query_all(&select).await.map_err(missing_table_hint)?;
+    let rows = txn.query_all(&select).await?;
     let mut rewritten = 0;
     for row in rows {
         let id: i64 = row.try_get("", "id")?;

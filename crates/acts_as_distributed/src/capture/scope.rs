@@ -4,7 +4,7 @@
 //! `messages`, `client_id` and on/off switch; other tasks never do. A `tokio::spawn` inside a
 //! scope starts outside it: wrap the spawned future in the scope again if it should apply there.
 
-use crate::transaction::EventBuffer;
+use super::buffer::EventBuffer;
 use std::future::Future;
 use std::sync::Arc;
 

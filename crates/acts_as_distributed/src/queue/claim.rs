@@ -1,0 +1,303 @@
+//! Claiming a batch: due retries, expired leases and waiting events first, then new events in
+//! `seq` order, leased to one worker in one transaction.
+
+use super::consumer::{ConsumerConfig, push_claimable};
+use super::lease::BatchLease;
+use super::state::DeliveryState;
+use crate::error::{Error, Result};
+use crate::event::{Action, Event};
+use crate::sql::{Sql, marks, ms, now_ms, scalar, stmt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, TransactionTrait, Value};
+use serde_json::Value as Json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An event claimed for a consumer: the event, or why its row cannot be read.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    pub id: i64,
+    pub distributed_type: String,
+    pub distributed_id: String,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+    pub event: Result<Event, String>,
+}
+
+impl Claimed {
+    /// The object the event belongs to.
+    pub(crate) fn object(&self) -> (String, String) {
+        (self.distributed_type.clone(), self.distributed_id.clone())
+    }
+}
+
+/// What one claim asks for.
+pub(crate) struct ClaimRequest<'a> {
+    pub consumer: &'a Arc<str>,
+    pub owner: &'a Arc<str>,
+    pub config: &'a ConsumerConfig,
+    pub limit: u64,
+    pub lease: Duration,
+}
+
+/// One claimed batch: its events, how many new events were parked as waiting, and the lease
+/// through which the worker settles them.
+pub(crate) struct Claim {
+    pub events: Vec<Claimed>,
+    pub parked: usize,
+    pub lease: BatchLease,
+}
+
+const EVENT_COLUMNS: &str = "e.id, e.seq, e.distributed_type, e.distributed_id, e.action, e.changes, \
+    e.client_id, e.messages, e.created_at, e.format, e.source_txid, e.previous";
+
+fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
+    let id: i64 = row.try_get("", "id")?;
+    let distributed_type: String = row.try_get("", "distributed_type")?;
+    let distributed_id: String = row.try_get("", "distributed_id")?;
+    let event = (|| {
+        let action: String = row.try_get("", "action").map_err(|e| e.to_string())?;
+        let action: Action = action.parse()?;
+        let changes: Json = row
+            .try_get("", "changes")
+            .map_err(|e| format!("`changes` is not valid JSON: {e}"))?;
+        if !changes.is_object() {
+            return Err(format!("`changes` must be a JSON object, found {changes}"));
+        }
+        let previous: Option<Json> = row
+            .try_get("", "previous")
+            .map_err(|e| format!("`previous` is not valid JSON: {e}"))?;
+        if previous.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(format!(
+                "`previous` must be NULL or a JSON object, found {}",
+                previous.unwrap_or_default()
+            ));
+        }
+        Ok(Event {
+            id,
+            seq: row.try_get("", "seq").map_err(|e| e.to_string())?,
+            distributed_type: distributed_type.clone(),
+            distributed_id: distributed_id.clone(),
+            action,
+            changes,
+            previous,
+            client_id: row.try_get("", "client_id").map_err(|e| e.to_string())?,
+            messages: row.try_get("", "messages").map_err(|e| e.to_string())?,
+            created_at: row.try_get("", "created_at").map_err(|e| e.to_string())?,
+            source_txid: row.try_get("", "source_txid").map_err(|e| e.to_string())?,
+            format: row.try_get("", "format").map_err(|e| e.to_string())?,
+            attempt,
+        })
+    })();
+    Ok(Claimed {
+        id,
+        distributed_type,
+        distributed_id,
+        attempt,
+        event,
+    })
+}
+
+/// A 0/1 column computed by a `CASE` (an `i32` on PostgreSQL, an `i64` elsewhere).
+fn flag(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
+    row.try_get::<i64>("", column)
+        .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
+}
+
+/// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
+/// events, then new events in `seq` order. A new event whose object is held back (see
+/// [`DeadEvents::holds`](super::DeadEvents)) is parked as `waiting`, so that the position can move
+/// past it; one that an `after` consumer has not handled yet is left alone, and so are the later
+/// events of its object. Claims of one consumer are serialized by a lock on its row.
+pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Result<Claim> {
+    let b = db.get_database_backend();
+    let consumer: &str = req.consumer;
+    let owner: &str = req.owner;
+    let txn = db.begin().await?;
+    let locked = txn
+        .execute_raw(stmt(
+            b,
+            "UPDATE distribute_consumers SET claimed_at = ? WHERE name = ?",
+            vec![now_ms().into(), consumer.into()],
+        ))
+        .await?;
+    if locked.rows_affected() == 0 {
+        return Err(Error::UnknownConsumer {
+            consumer: consumer.to_owned(),
+        });
+    }
+    // Times start once the lock is held, so waiting for it does not shorten the lease.
+    let now = now_ms();
+    let until = now.saturating_add(ms(req.lease));
+    let position = scalar(
+        &txn,
+        stmt(
+            b,
+            "SELECT position FROM distribute_consumers WHERE name = ?",
+            vec![consumer.into()],
+        ),
+    )
+    .await?
+    .unwrap_or(0);
+
+    // Due retries, expired leases and waiting events whose object is free.
+    let mut q = Sql::new(&format!(
+        "SELECT {EVENT_COLUMNS}, d.attempts FROM distribute_deliveries d \
+         JOIN distributes e ON e.id = d.event_id WHERE d.consumer = "
+    ));
+    q.bind(consumer).push(" AND d.state IN ");
+    push_claimable(&mut q);
+    q.push(" AND d.available_at <= ").bind(now).push(" AND ");
+    req.config.push_unblocked(&mut q, consumer, "d");
+    q.push(" ORDER BY d.seq LIMIT ").bind(req.limit as i64);
+    let due = txn.query_all_raw(q.build(b)).await?;
+    let mut claimed = Vec::with_capacity(req.limit as usize);
+    if !due.is_empty() {
+        let ids: Vec<i64> = due
+            .iter()
+            .map(|r| r.try_get("", "id"))
+            .collect::<Result<_, _>>()?;
+        // Re-checked here: a worker whose lease expired may have settled the event meanwhile.
+        let mut q = Sql::new("UPDATE distribute_deliveries SET state = ");
+        q.bind(DeliveryState::Leased)
+            .push(", attempts = attempts + 1, available_at = ")
+            .bind(until)
+            .push(", lease_owner = ")
+            .bind(owner)
+            .push(", updated_at = ")
+            .bind(now)
+            .push(" WHERE consumer = ")
+            .bind(consumer)
+            .push(" AND state IN ");
+        push_claimable(&mut q);
+        q.push(" AND available_at <= ")
+            .bind(now)
+            .push(" AND event_id IN (")
+            .bind_list(ids.iter().copied())
+            .push(")");
+        txn.execute_raw(q.build(b)).await?;
+        let mut q = Sql::new("SELECT event_id FROM distribute_deliveries WHERE consumer = ");
+        q.bind(consumer)
+            .push(" AND lease_owner = ")
+            .bind(owner)
+            .push(" AND state = ")
+            .bind(DeliveryState::Leased)
+            .push(" AND available_at = ")
+            .bind(until)
+            .push(" AND event_id IN (")
+            .bind_list(ids.iter().copied())
+            .push(")");
+        let mine: HashSet<i64> = txn
+            .query_all_raw(q.build(b))
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .collect::<Result<_, _>>()?;
+        for row in &due {
+            let attempts: i32 = row.try_get("", "attempts")?;
+            let c = read_claimed(row, attempts.max(0) as u32 + 1)?;
+            if mine.contains(&c.id) {
+                claimed.push(c);
+            }
+        }
+    }
+
+    // New events above the position.
+    let room = req.limit.saturating_sub(claimed.len() as u64);
+    let mut parked = 0;
+    if room > 0 {
+        let mut q = Sql::new(&format!("SELECT {EVENT_COLUMNS}, CASE WHEN "));
+        req.config.push_unblocked(&mut q, consumer, "e");
+        q.push(" THEN 0 ELSE 1 END AS blocked, CASE WHEN 1 = 1");
+        for other in &req.config.after {
+            q.push(" AND (e.seq <= (SELECT position FROM distribute_consumers WHERE name = ")
+                .bind(other.as_str())
+                .push(") OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
+                .bind(other.as_str())
+                .push(" AND a.event_id = e.id AND a.state = ")
+                .bind(DeliveryState::Done)
+                .push(
+                    ")) AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ",
+                )
+                .bind(other.as_str())
+                .push(" AND a.event_id = e.id AND a.state <> ")
+                .bind(DeliveryState::Done)
+                .push(")");
+        }
+        q.push(" THEN 1 ELSE 0 END AS after_ok FROM distributes e WHERE e.seq > ")
+            .bind(position);
+        req.config.push_filter(&mut q);
+        q.push(" AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ")
+            .bind(consumer)
+            .push(" AND d.event_id = e.id) ORDER BY e.seq LIMIT ")
+            .bind(room as i64);
+        let rows = txn.query_all_raw(q.build(b)).await?;
+        // Objects whose events wait in this batch: behind an event left alone for an `after`
+        // consumer (no row: leave the later ones alone too), or behind a parked one.
+        let mut left_alone: HashSet<(String, String)> = HashSet::new();
+        let mut waiting: HashSet<(String, String)> = HashSet::new();
+        let (mut leased_ids, mut waiting_ids) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let c = read_claimed(row, 1)?;
+            let object = c.object();
+            if left_alone.contains(&object) || flag(row, "after_ok")? == 0 {
+                left_alone.insert(object);
+                continue;
+            }
+            if flag(row, "blocked")? == 1 || waiting.contains(&object) {
+                waiting.insert(object);
+                waiting_ids.push(c.id);
+            } else {
+                leased_ids.push(c.id);
+                claimed.push(c);
+            }
+        }
+        parked = waiting_ids.len();
+        // The delivery rows copy the event's columns in the database: the statement carries
+        // only ids (a few kilobytes for a batch, where one bound value per column and row made
+        // it large enough to stall on the client's socket).
+        let deliveries = [
+            (DeliveryState::Leased, 1i32, until, Some(owner), leased_ids),
+            (DeliveryState::Waiting, 0, 0, None, waiting_ids),
+        ];
+        for (state, attempts, available_at, lease_owner, ids) in deliveries {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut values: Vec<Value> = vec![
+                consumer.into(),
+                state.into(),
+                attempts.into(),
+                available_at.into(),
+                lease_owner.into(),
+                now.into(),
+            ];
+            values.extend(ids.iter().map(|id| Value::from(*id)));
+            txn.execute_raw(stmt(
+                b,
+                &format!(
+                    "INSERT INTO distribute_deliveries (consumer, event_id, seq, distributed_type, distributed_id, \
+                     state, attempts, available_at, lease_owner, updated_at) \
+                     SELECT ?, e.id, e.seq, e.distributed_type, e.distributed_id, ?, ?, ?, ?, ? \
+                     FROM distributes e WHERE e.id IN ({})",
+                    marks(ids.len())
+                ),
+                values,
+            ))
+            .await?;
+        }
+    }
+    txn.commit().await?;
+    let lease = BatchLease::new(
+        db.clone(),
+        req.consumer.clone(),
+        req.owner.clone(),
+        claimed.iter().map(|c| c.id).collect(),
+        req.lease,
+    );
+    Ok(Claim {
+        events: claimed,
+        parked,
+        lease,
+    })
+}

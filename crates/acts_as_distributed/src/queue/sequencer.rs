@@ -1,0 +1,101 @@
+//! The sequencer: numbers events (`distributes.seq`) in the order they become visible, so that a
+//! transaction committing after a later id is never passed over by a consumer's position.
+
+use crate::error::{Error, Result};
+use crate::sql::{scalar, stmt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+
+/// Events numbered per sequencer transaction.
+pub(crate) const SEQUENCE_BATCH: u64 = 10_000;
+
+/// The highest `seq` given so far.
+pub(crate) async fn last_seq<C: ConnectionTrait>(db: &C) -> Result<i64> {
+    Ok(scalar(
+        db,
+        stmt(
+            db.get_database_backend(),
+            "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
+            vec![],
+        ),
+    )
+    .await?
+    .unwrap_or(0))
+}
+
+/// Numbers every event visible now; returns how many.
+pub(crate) async fn sequence_all(db: &DatabaseConnection) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = sequence(db, SEQUENCE_BATCH).await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Numbers up to `limit` events that became visible since the last run, in `id` order, after
+/// every `seq` given before. Returns how many.
+pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64> {
+    let b = db.get_database_backend();
+    let txn = db.begin().await?;
+    // The lock: one sequencer at a time (on SQLite, the write lock).
+    txn.execute_raw(stmt(
+        b,
+        "UPDATE distribute_sequencer SET last_seq = last_seq WHERE id = 1",
+        vec![],
+    ))
+    .await?;
+    let last: i64 = txn
+        .query_one_raw(stmt(
+            b,
+            "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
+            vec![],
+        ))
+        .await?
+        .ok_or_else(|| {
+            Error::Db(DbErr::Custom(
+                "distribute_sequencer has no row: rerun the queue migration".into(),
+            ))
+        })?
+        .try_get_by_index(0)?;
+    let range = txn
+        .query_one_raw(stmt(
+            b,
+            "SELECT MIN(id), MAX(id) FROM \
+             (SELECT id FROM distributes WHERE seq IS NULL ORDER BY id LIMIT ?) batch",
+            vec![(limit as i64).into()],
+        ))
+        .await?;
+    let bound = |i| -> Result<Option<i64>, DbErr> {
+        Ok(range
+            .as_ref()
+            .map(|r| r.try_get_by_index::<Option<i64>>(i))
+            .transpose()?
+            .flatten())
+    };
+    let (Some(low), Some(high)) = (bound(0)?, bound(1)?) else {
+        txn.rollback().await?;
+        return Ok(0);
+    };
+    // `seq = id + shift` keeps the id order, starts above every seq given before, and takes one
+    // statement whatever the count. Gaps in seq are harmless. An event of this id range that
+    // became visible meanwhile gets its seq in this same batch, which no consumer has seen yet.
+    let shift = last + 1 - low;
+    let numbered = txn
+        .execute_raw(stmt(
+            b,
+            "UPDATE distributes SET seq = id + ? WHERE seq IS NULL AND id >= ? AND id <= ?",
+            vec![shift.into(), low.into(), high.into()],
+        ))
+        .await?
+        .rows_affected();
+    txn.execute_raw(stmt(
+        b,
+        "UPDATE distribute_sequencer SET last_seq = ? WHERE id = 1",
+        vec![(high + shift).into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(numbered)
+}

@@ -1,0 +1,445 @@
+//! Background workers that consume `distributes`: build, spawn, watch, shut down.
+//!
+//! - [`builder`](WorkerBuilder): the settings, checked once;
+//! - `handler`: the [`Handler`] trait your code implements, and [`HandlerError`];
+//! - `batch`: handling one claimed batch (grouping by object, panics, outcomes);
+//! - `retry`: the [`RetryPolicy`];
+//! - `listen`: the PostgreSQL wake-up.
+//!
+//! The loop: probe (one cheap statement), sequence new events, claim a batch, handle it while
+//! renewing its lease, record the outcomes, advance the position.
+
+mod batch;
+mod builder;
+mod handler;
+mod listen;
+mod retry;
+
+pub use builder::WorkerBuilder;
+pub use handler::{Handler, HandlerError};
+pub use retry::RetryPolicy;
+
+use crate::error::{Error, Result};
+use crate::queue::claim::{ClaimRequest, claim};
+use crate::queue::consumer::register;
+use crate::queue::position::{advance, probe};
+use crate::queue::sequencer::{SEQUENCE_BATCH, sequence, sequence_all};
+use crate::sql::now_ms;
+use batch::{BatchRunner, Outcome};
+use builder::WorkerOptions;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+/// A consumer of `distributes`, configured by [`Worker::builder`].
+///
+/// ```no_run
+/// use acts_as_distributed::{HandlerError, Worker};
+/// use std::time::Duration;
+///
+/// # async fn demo(db: sea_orm::DatabaseConnection) -> Result<(), acts_as_distributed::Error> {
+/// let handle = Worker::builder(db, "mailer")
+///     .types(["User"])
+///     .handler(|event: acts_as_distributed::Event| async move {
+///         println!("{} {} {}", event.action, event.distributed_type, event.changes);
+///         Ok::<_, HandlerError>(())
+///     })
+///     .build()?
+///     .spawn();
+/// // ...
+/// handle.shutdown(Duration::from_secs(10)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+/// What the worker's task and its handle share.
+struct Shared {
+    db: DatabaseConnection,
+    consumer: Arc<str>,
+    owner: Arc<str>,
+    options: WorkerOptions,
+    batch: Arc<BatchRunner>,
+    health: Mutex<WorkerHealth>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("consumer", &self.consumer)
+            .field("owner", &self.owner)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a worker is doing its job, as [`WorkerHandle::health`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerHealth {
+    /// Where the worker stands.
+    pub state: WorkerState,
+    /// The last error of a worker step (claim, acknowledgement, the database), if any.
+    pub last_error: Option<String>,
+    /// Steps that failed in a row since the last one that worked.
+    pub failures_in_a_row: u32,
+    /// When a step last worked.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Events handled (done, failed or given back) since the worker started.
+    pub events: u64,
+}
+
+/// Where a worker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Registering its consumer.
+    #[default]
+    Starting,
+    /// Claiming and handling; its last step worked.
+    Running,
+    /// Its last step failed; it tries again after the poll interval.
+    Failing,
+    /// It has ended (shut down, or stopped by an error nothing can fix: see the handle's result).
+    Stopped,
+}
+
+impl Worker {
+    /// A worker of the consumer `consumer` (created on first start) reading `db`.
+    pub fn builder(db: DatabaseConnection, consumer: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder::new(db, consumer.into())
+    }
+
+    /// The consumer's name.
+    pub fn consumer(&self) -> &str {
+        &self.shared.consumer
+    }
+
+    /// Registers the consumer if needed, then claims and handles one batch. Returns how many
+    /// events it took (0 when none were ready). For tests and tools; [`spawn`](Self::spawn)
+    /// runs this in a loop.
+    pub async fn run_once(&self) -> Result<usize> {
+        self.shared.register().await?;
+        sequence_all(&self.shared.db).await?;
+        self.shared.cycle(&CancellationToken::new()).await
+    }
+
+    /// Starts the worker on the current tokio runtime. A worker that cannot work at all (its
+    /// tables are missing) stops at once: [`WorkerHandle::is_finished`] turns true and
+    /// [`WorkerHandle::shutdown`] returns the error.
+    pub fn spawn(self) -> WorkerHandle {
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let shared = self.shared;
+        let span =
+            tracing::info_span!("worker", consumer = %shared.consumer, owner = %shared.owner);
+        let task = tokio::spawn(
+            shared
+                .clone()
+                .run(stop.clone(), abort.clone())
+                .instrument(span),
+        );
+        WorkerHandle {
+            stop,
+            abort,
+            task,
+            shared,
+        }
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    task: tokio::task::JoinHandle<Result<()>>,
+    shared: Arc<Shared>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets in-flight events finish for up to `timeout`, then gives back the ones
+    /// still running (for another worker to take at once), and returns when the worker is gone:
+    /// with the error that stopped it, if one did.
+    pub async fn shutdown(self, timeout: Duration) -> Result<()> {
+        self.stop.cancel();
+        let mut task = self.task;
+        let ended = match tokio::time::timeout(timeout, &mut task).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                self.abort.cancel();
+                task.await
+            }
+        };
+        ended.map_err(|e| Error::Worker(e.to_string()))?
+    }
+
+    /// Whether the worker has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Whether the worker is doing its job: its state, its last error and how many steps failed
+    /// in a row.
+    pub fn health(&self) -> WorkerHealth {
+        self.shared.health()
+    }
+}
+
+/// Whether the next step claims (it had work last time, or the probe saw some) or only probes.
+#[derive(Debug)]
+struct Poll {
+    /// The highest `seq` the last claim saw.
+    last_seen: i64,
+    /// The last claim took events: claim again at once.
+    busy: bool,
+}
+
+impl Shared {
+    fn new(
+        db: DatabaseConnection,
+        consumer: String,
+        handler: Arc<dyn Handler>,
+        options: WorkerOptions,
+    ) -> Self {
+        let batch = Arc::new(BatchRunner {
+            handler,
+            concurrency: options.concurrency,
+            retry: options.retry.clone(),
+            dead_events: options.config.dead_events,
+        });
+        Self {
+            db,
+            consumer: consumer.into(),
+            owner: uuid::Uuid::new_v4().simple().to_string().into(),
+            options,
+            batch,
+            health: Mutex::new(WorkerHealth::default()),
+        }
+    }
+
+    fn health(&self) -> WorkerHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update_health(&self, change: impl FnOnce(&mut WorkerHealth)) {
+        change(&mut self.health.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn step_worked(&self, events: usize) {
+        self.update_health(|h| {
+            h.state = WorkerState::Running;
+            h.failures_in_a_row = 0;
+            h.last_success = Some(Utc::now());
+            h.events += events as u64;
+        });
+    }
+
+    fn step_failed(&self, e: &Error) {
+        self.update_health(|h| {
+            h.state = WorkerState::Failing;
+            h.failures_in_a_row = h.failures_in_a_row.saturating_add(1);
+            h.last_error = Some(e.to_string());
+        });
+    }
+
+    async fn register(&self) -> Result<()> {
+        register(
+            &self.db,
+            &self.consumer,
+            Some(&self.options.config),
+            self.options.start,
+        )
+        .await
+    }
+
+    /// Registers the consumer, trying again after each poll interval while the database is
+    /// unreachable. Errors no retry can fix (missing tables) end the worker.
+    async fn start(&self, stop: &CancellationToken) -> Result<()> {
+        loop {
+            match self.register().await {
+                Ok(()) => {
+                    tracing::info!("consumer registered; worker started");
+                    self.step_worked(0);
+                    return Ok(());
+                }
+                Err(e @ Error::MissingMigration { .. }) => {
+                    tracing::error!(error = %e, "the worker cannot start");
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "registering the consumer failed; trying again after the poll interval");
+                    self.step_failed(&e);
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, stop: CancellationToken, abort: CancellationToken) -> Result<()> {
+        let started = self.start(&stop).await;
+        let result = match started {
+            Ok(()) => {
+                let wake = Arc::new(Notify::new());
+                let listener = self
+                    .options
+                    .listen
+                    .then(|| listen::spawn(&self.db, wake.clone(), stop.clone()))
+                    .flatten();
+                self.poll_loop(&stop, &abort, &wake).await;
+                if let Some(listener) = listener {
+                    // It ends with `stop`; a panic in it is logged, not raised.
+                    if let Err(e) = listener.await {
+                        tracing::warn!(error = %e, "the LISTEN task failed");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        self.update_health(|h| h.state = WorkerState::Stopped);
+        tracing::info!("worker stopped");
+        result
+    }
+
+    async fn poll_loop(&self, stop: &CancellationToken, abort: &CancellationToken, wake: &Notify) {
+        let mut poll = Poll {
+            last_seen: -1,
+            busy: true,
+        };
+        while !stop.is_cancelled() {
+            let next_due = match self.step(&mut poll, abort).await {
+                Ok(next_due) => next_due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "worker step failed; trying again after the poll interval");
+                    self.step_failed(&e);
+                    poll = Poll {
+                        last_seen: -1,
+                        busy: false,
+                    };
+                    None
+                }
+            };
+            if poll.busy {
+                continue;
+            }
+            let mut wait = self.options.poll_interval;
+            if let Some(due) = next_due {
+                wait = wait.min(Duration::from_millis(
+                    due.saturating_sub(now_ms()).max(0) as u64
+                ));
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+
+    /// One probe, and a claim when it may find work. Returns when the next retry or lease expiry
+    /// is due.
+    async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<i64>> {
+        let p = probe(&self.db, &self.consumer, &self.options.config).await?;
+        if p.unsequenced {
+            sequence(&self.db, SEQUENCE_BATCH).await?;
+        }
+        let due = p.next_due.is_some_and(|d| d <= now_ms());
+        // An `after` consumer also waits for the other consumers' progress, which the probe does
+        // not see: it claims once per poll interval.
+        let upstream = !self.options.config.after.is_empty();
+        if !(poll.busy || p.unsequenced || due || upstream || p.max_seq > poll.last_seen) {
+            self.step_worked(0);
+            return Ok(p.next_due);
+        }
+        poll.last_seen = p.max_seq;
+        let n = self.cycle(abort).await?;
+        self.step_worked(n);
+        poll.busy = n > 0;
+        // A due delivery that could not be taken (its lease was renewed meanwhile) must not make
+        // the worker spin: wait for the poll interval.
+        Ok(if n == 0 { None } else { p.next_due })
+    }
+
+    /// Claims one batch, handles it, records the outcomes and advances the position.
+    async fn cycle(&self, abort: &CancellationToken) -> Result<usize> {
+        let claim = claim(
+            &self.db,
+            &ClaimRequest {
+                consumer: &self.consumer,
+                owner: &self.owner,
+                config: &self.options.config,
+                limit: self.options.batch_size,
+                lease: self.options.lease,
+            },
+        )
+        .await?;
+        let n = claim.events.len();
+        if n == 0 {
+            // Nothing to handle; still move the position over events outside the filter or
+            // parked, so that it keeps up (and pruning with it).
+            advance(&self.db, &self.consumer).await?;
+            return Ok(claim.parked);
+        }
+        // While the handlers work, the leases are renewed every third of the lease, so a slow
+        // handler keeps its events; a worker that dies stops renewing and loses them.
+        let lease = claim.lease;
+        let renew = async {
+            let every = (self.options.lease / 3).max(Duration::from_millis(10));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = lease.renew().await {
+                    tracing::warn!(error = %e, "renewing leases failed; trying again");
+                }
+            }
+        };
+        let outcomes = tokio::select! {
+            outcomes = self.batch.run(claim.events, abort) => outcomes,
+            never = renew => never,
+        };
+        let (mut done, mut released) = (Vec::new(), Vec::new());
+        // Every outcome is recorded even when one write fails, so no event stays leased.
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Done(id) => done.push(id),
+                Outcome::Released(id) => released.push(id),
+                Outcome::Failed {
+                    id,
+                    retry_at,
+                    error,
+                } => {
+                    let r = lease.fail(id, retry_at, &error).await;
+                    first_error = first_error.or(r.err());
+                }
+            }
+        }
+        first_error = first_error.or(lease.ack(&done).await.err());
+        first_error = first_error.or(lease.release(&released).await.err());
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        advance(&self.db, &self.consumer).await?;
+        tracing::debug!(
+            claimed = n,
+            done = done.len(),
+            released = released.len(),
+            "batch handled"
+        );
+        Ok(n + claim.parked)
+    }
+}
