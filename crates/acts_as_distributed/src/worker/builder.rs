@@ -51,7 +51,7 @@ impl WorkerOptions {
         let bad = |m: String| Err(Error::Config(m));
         if consumer.trim().is_empty() || consumer.len() > MAX_NAME_BYTES {
             return bad(format!(
-                "the consumer name must have 1 to {MAX_NAME_BYTES} bytes, got {consumer:?}"
+                "the consumer name must have 1 to {MAX_NAME_BYTES} characters (bytes in UTF-8), got {consumer:?}"
             ));
         }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH {
