@@ -38,6 +38,8 @@
 //! `docs/queue.md` (consumers and workers), `docs/replication.md` (the replicator, snapshot and
 //! verify).
 
+#![warn(missing_debug_implementations)]
+
 mod backend;
 mod capture;
 mod error;

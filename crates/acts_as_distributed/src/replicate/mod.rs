@@ -70,10 +70,10 @@ pub enum UnknownColumns {
 /// ```
 #[derive(Clone)]
 pub struct Replicator {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-struct Inner {
+struct Shared {
     target: DatabaseConnection,
     entries: Vec<Arc<dyn Entry>>,
     by_type: HashMap<&'static str, usize>,
@@ -82,6 +82,32 @@ struct Inner {
     skip_client_ids: Vec<String>,
     /// (type, column) pairs already warned about under [`UnknownColumns::Ignore`].
     warned: Mutex<HashSet<(String, String)>>,
+}
+
+fn type_names(entries: &[Arc<dyn Entry>]) -> Vec<&'static str> {
+    entries.iter().map(|e| e.type_name()).collect()
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("entities", &type_names(&self.inner.entries))
+            .field("unknown_columns", &self.inner.unknown_columns)
+            .field("record_as", &self.inner.record_as)
+            .field("skip_client_ids", &self.inner.skip_client_ids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReplicatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatorBuilder")
+            .field("entities", &type_names(&self.entries))
+            .field("unknown_columns", &self.unknown_columns)
+            .field("record_as", &self.record_as)
+            .field("skip_client_ids", &self.skip_client_ids)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Replicator`].
@@ -420,7 +446,7 @@ impl ReplicatorBuilder {
             )));
         }
         Ok(Replicator {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 target: self.target,
                 entries: self.entries,
                 by_type,

@@ -50,6 +50,17 @@ pub struct Snapshot<'a> {
     progress: Option<OnProgress<'a>>,
 }
 
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("replicator", self.replicator)
+            .field("consumer", &self.consumer)
+            .field("page_size", &self.page_size)
+            .field("progress", &self.progress.as_ref().map(|_| "set"))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Snapshot<'a> {
     pub(super) fn new(
         replicator: &'a Replicator,
