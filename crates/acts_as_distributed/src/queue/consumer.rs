@@ -76,12 +76,13 @@ pub(crate) fn push_claimable(q: &mut Sql) {
 }
 
 /// Creates the consumer if it does not exist (at the start `start` says), and records its config.
+/// Returns whether this call created it.
 pub(crate) async fn register(
     db: &DatabaseConnection,
     consumer: &str,
     config: Option<&ConsumerConfig>,
     start: StartFrom,
-) -> Result<()> {
+) -> Result<bool> {
     let stored = config.cloned().unwrap_or_default().to_json();
     let b = db.get_database_backend();
     let exists = || {
@@ -91,6 +92,7 @@ pub(crate) async fn register(
             vec![consumer.into()],
         ))
     };
+    let mut created = false;
     if exists().await?.is_none() {
         let position: i64 = match start {
             StartFrom::Oldest => 0,
@@ -107,10 +109,10 @@ pub(crate) async fn register(
             ))
             .await;
         // Another worker of the same consumer may have registered it a moment before.
-        if let Err(e) = inserted
-            && exists().await?.is_none()
-        {
-            return Err(e.into());
+        match inserted {
+            Ok(_) => created = true,
+            Err(e) if exists().await?.is_none() => return Err(e.into()),
+            Err(_) => {}
         }
     }
     if config.is_some() {
@@ -121,6 +123,24 @@ pub(crate) async fn register(
         ))
         .await?;
     }
+    Ok(created)
+}
+
+/// Removes a consumer and its delivery rows.
+pub(crate) async fn remove(db: &DatabaseConnection, consumer: &str) -> Result<()> {
+    let b = db.get_database_backend();
+    db.execute_raw(stmt(
+        b,
+        "DELETE FROM distribute_deliveries WHERE consumer = ?",
+        vec![consumer.into()],
+    ))
+    .await?;
+    db.execute_raw(stmt(
+        b,
+        "DELETE FROM distribute_consumers WHERE name = ?",
+        vec![consumer.into()],
+    ))
+    .await?;
     Ok(())
 }
 

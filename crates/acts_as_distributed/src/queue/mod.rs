@@ -70,7 +70,9 @@ impl Queue {
     /// Registers a consumer ahead of its workers, starting where `start` says. Does nothing for a
     /// consumer that exists.
     pub async fn register_consumer(&self, consumer: &str, start: StartFrom) -> Result<()> {
-        consumer::register(&self.db, consumer, None, start).await
+        consumer::register(&self.db, consumer, None, start)
+            .await
+            .map(|_| ())
     }
 
     /// The state of every consumer, per type.

@@ -10,8 +10,9 @@ use crate::worker::HandlerError;
 use sea_orm::sea_query::Value;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ColumnType, Condition, ConnectionTrait,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
-    ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, ModelTrait, PaginatorTrait, PrimaryKeyToColumn, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -51,6 +52,9 @@ pub(crate) trait Entry: Send + Sync {
         distributed_id: &str,
         changes: &Json,
     ) -> Result<Applied, HandlerError>;
+    /// Reads no row of the entity's table on `db` with every column of the entity: an error
+    /// when the table or one of its columns is missing there.
+    async fn check(&self, db: &DatabaseConnection) -> Result<(), DbErr>;
     /// Rows in the source table.
     async fn count(&self, db: &DatabaseTransaction) -> Result<u64, DbErr>;
     /// Copies up to `limit` rows after the primary key `after` from `source` (a read
@@ -94,6 +98,10 @@ where
 
     fn compared_columns(&self) -> Vec<&'static str> {
         compared::<E>().map(|c| c.as_str()).collect()
+    }
+
+    async fn check(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        E::find().limit(0).all(db).await.map(|_| ())
     }
 
     async fn apply(
@@ -330,5 +338,16 @@ fn after_key<C: ColumnTrait>(primary: &[C], after: &[Value]) -> Condition {
 
 /// A database error while applying: retried (a parent not there yet, a lock, a lost connection).
 pub(crate) fn db_failure(e: DbErr) -> HandlerError {
+    // SeaORM's words when a NULL column meets a field that is not an `Option`: no retry helps.
+    if let DbErr::Type(message) = &e
+        && let Some(column) = message.strip_prefix("Missing value for column ")
+    {
+        return HandlerError::permanent(format!(
+            "the replica's column {column} is NULL and the replica entity's field for it cannot \
+             hold NULL: events never carry this column (except / redact), so make the field an \
+             `Option<..>` in the replica's entity, or give the replica's column a default that is \
+             not NULL"
+        ));
+    }
     HandlerError::retry(format!("the replica refused the change: {e}"))
 }

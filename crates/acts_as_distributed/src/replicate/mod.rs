@@ -141,6 +141,40 @@ impl Replicator {
             .concurrency(1)
     }
 
+    /// Checks that the replica has each registered entity's table with every column of the
+    /// entity. Its worker and [`snapshot`](Self::snapshot) run this first, so a replica without
+    /// its tables is a clear error at once instead of retried events.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the entity and what the replica said; [`Error::Db`] when the
+    /// replica cannot be reached.
+    pub async fn check(&self) -> Result<(), Error> {
+        for entry in &self.inner.entries {
+            if let Err(e) = entry.check(&self.inner.target).await {
+                let text = e.to_string();
+                let missing = [
+                    "no such",
+                    "does not exist",
+                    "doesn't exist",
+                    "unknown column",
+                    "has no column",
+                ]
+                .iter()
+                .any(|m| text.to_lowercase().contains(m));
+                if !missing {
+                    return Err(Error::Db(e));
+                }
+                return Err(Error::Config(format!(
+                    "the replica lacks the table of {} or one of its columns ({text}): create the \
+                     replica's tables first (its own migrations, or SeaORM's \
+                     Schema::create_table_from_entity), with every column of the replica's entity",
+                    entry.type_name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Applies one event to the replica in a transaction of its own.
     ///
     /// # Errors
@@ -330,6 +364,10 @@ impl Replicator {
 impl Handler for Replicator {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
         self.apply(&event).await.map(|_| ())
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        Replicator::check(self).await
     }
 
     fn handles_batches(&self) -> bool {

@@ -5,8 +5,9 @@ use super::Replicator;
 use crate::backend::{begin_consistent_read, begin_write};
 use crate::capture::Scope;
 use crate::error::Error;
+use crate::queue::StartFrom;
+use crate::queue::consumer::{register, remove};
 use crate::queue::handover::{mark_done, unpassed_events};
-use crate::queue::{Queue, StartFrom};
 use sea_orm::DatabaseConnection;
 use std::time::Instant;
 
@@ -95,9 +96,21 @@ impl<'a> Snapshot<'a> {
     /// [`Error::Snapshot`] with the replica's message when a row cannot be written there.
     #[tracing::instrument(level = "info", name = "snapshot", skip_all, fields(consumer = self.consumer))]
     pub async fn run(mut self) -> Result<Vec<(&'static str, u64)>, Error> {
-        Queue::new(self.source.clone())
-            .register_consumer(self.consumer, StartFrom::Now)
-            .await?;
+        self.replicator.check().await?;
+        let created = register(self.source, self.consumer, None, StartFrom::Now).await?;
+        let (source, consumer) = (self.source, self.consumer);
+        let copied = self.copy().await;
+        if copied.is_err() && created {
+            // A consumer left behind would pin pruning and start a later snapshot at the wrong
+            // place: the snapshot that made it takes it away again.
+            if let Err(e) = remove(source, consumer).await {
+                tracing::warn!(error = %e, consumer, "could not remove the failed snapshot's consumer");
+            }
+        }
+        copied
+    }
+
+    async fn copy(&mut self) -> Result<Vec<(&'static str, u64)>, Error> {
         // One consistent state of the source for the whole copy: a child copied later never
         // refers to a parent created after the parents were copied.
         let source = begin_consistent_read(self.source).await?;

@@ -1,5 +1,6 @@
 //! Your code that handles events, and what it answers: done, retry later, or never.
 
+use crate::error::Error;
 use crate::event::Event;
 use std::future::Future;
 
@@ -55,6 +56,14 @@ pub trait Handler: Send + Sync + 'static {
     /// idempotent, keyed by [`Event::id`].
     async fn handle(&self, event: Event) -> Result<(), HandlerError>;
 
+    /// Checks what the handler needs before its worker starts (the replicator: the replica's
+    /// tables and columns). An error stops the worker at once: [`spawn`](crate::Worker::spawn)ed
+    /// workers end with it (see [`WorkerHandle::shutdown`](crate::WorkerHandle::shutdown)) and
+    /// [`run_once`](crate::Worker::run_once) returns it. Default: nothing to check.
+    async fn check(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Whether [`handle_batch`](Self::handle_batch) takes a whole batch as one unit. A worker
     /// with `concurrency(1)` then hands it each claimed batch at once. Default: `false`.
     fn handles_batches(&self) -> bool {
@@ -95,6 +104,10 @@ where
 impl Handler for std::sync::Arc<dyn Handler> {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
         (**self).handle(event).await
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        (**self).check().await
     }
 
     fn handles_batches(&self) -> bool {

@@ -127,13 +127,14 @@ impl Worker {
     /// events it took (0 when none were ready). For tests and tools; [`spawn`](Self::spawn)
     /// runs this in a loop.
     pub async fn run_once(&self) -> Result<usize> {
+        self.shared.batch.handler.check().await?;
         self.shared.register().await?;
         sequence_all(&self.shared.db).await?;
         self.shared.cycle(&CancellationToken::new()).await
     }
 
     /// Starts the worker on the current tokio runtime. A worker that cannot work at all (its
-    /// tables are missing) stops at once: [`WorkerHandle::is_finished`] turns true and
+    /// tables are missing, or its handler's [`check`](Handler::check) fails) stops at once: [`WorkerHandle::is_finished`] turns true and
     /// [`WorkerHandle::shutdown`] returns the error.
     pub fn spawn(self) -> WorkerHandle {
         let stop = CancellationToken::new();
@@ -262,11 +263,16 @@ impl Shared {
             self.options.start,
         )
         .await
+        .map(|_| ())
     }
 
     /// Registers the consumer, trying again after each poll interval while the database is
     /// unreachable. Errors no retry can fix (missing tables) end the worker.
     async fn start(&self, stop: &CancellationToken) -> Result<()> {
+        if let Err(e) = self.batch.handler.check().await {
+            tracing::error!(error = %e, "the handler's check failed; the worker cannot start");
+            return Err(e);
+        }
         loop {
             match self.register().await {
                 Ok(()) => {
