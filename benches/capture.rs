@@ -25,17 +25,16 @@
 //! default 1000). SQLite always; PostgreSQL when `TEST_POSTGRES_URL` is set; MySQL / MariaDB when
 //! `TEST_MYSQL_URL` is set. The table goes to stdout, progress to stderr.
 
-use acts_as_distributed_suite::bench::{knob, median, progress};
-use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
+use acts_as_distributed_suite::bench::{
+    BoxError, Result, knob, median, on_each_backend, progress, table_head,
+};
+use acts_as_distributed_suite::testdb::{Backend, TestDb};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 use uuid::Uuid;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// One row as both bench entities store it, so that every variant is handed the same data.
 #[derive(Clone, Debug)]
@@ -62,6 +61,28 @@ impl Op {
             Op::Delete => "delete",
         }
     }
+}
+
+/// The columns every bench entity has, in a table of its own: the same model for all three,
+/// stamped into each module.
+macro_rules! bench_entity_model {
+    ($table:tt) => {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = $table)]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            pub uuid: Uuid,
+            pub name: String,
+            pub qty: i32,
+            pub created_at: DateTimeUtc,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    };
 }
 
 /// The SeaORM calls each bench entity runs; the same code for both, stamped into each module.
@@ -150,21 +171,7 @@ macro_rules! bench_entity_ops {
 
 /// The baseline: the same columns, an empty `ActiveModelBehavior`.
 mod plain_item {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bench_plain_items")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        pub uuid: Uuid,
-        pub name: String,
-        pub qty: i32,
-        pub created_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    bench_entity_model!("bench_plain_items");
 
     impl ActiveModelBehavior for ActiveModel {}
 
@@ -173,21 +180,7 @@ mod plain_item {
 
 /// The distributed entity: events of type `Item`.
 mod item {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bench_items")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        pub uuid: Uuid,
-        pub name: String,
-        pub qty: i32,
-        pub created_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    bench_entity_model!("bench_items");
 
     acts_as_distributed::acts_as_distributed!();
 
@@ -196,21 +189,7 @@ mod item {
 
 /// Only for its table: the raw-SQL reference writes it with hand-written statements.
 mod raw_item {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bench_raw_items")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        pub uuid: Uuid,
-        pub name: String,
-        pub qty: i32,
-        pub created_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    bench_entity_model!("bench_raw_items");
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -683,32 +662,32 @@ fn main() -> Result<()> {
     let rounds = knob("BENCH_ROUNDS", 7);
     let ops = knob("BENCH_OPS", 200);
     let batch = knob("BENCH_BATCH", 1000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let started = Instant::now();
-    let lines = runtime.block_on(async {
-        let mut lines = Vec::new();
-        for backend in backends() {
-            progress(&format!(
-                "{}: {rounds} rounds, {ops} one-row transactions and {batch}-row transactions per variant per round",
-                backend.name()
-            ));
-            lines.extend(bench_backend(&backend, rounds, ops, batch).await?);
-        }
-        Ok::<_, BoxError>(lines)
+    let (lines, elapsed) = on_each_backend(async |backend| {
+        progress(&format!(
+            "{}: {rounds} rounds, {ops} one-row transactions and {batch}-row transactions per variant per round",
+            backend.name()
+        ));
+        bench_backend(backend, rounds, ops, batch).await
     })?;
-    let elapsed = started.elapsed();
+    let lines: Vec<Line> = lines.into_iter().flatten().collect();
 
     println!(
         "\nCapture overhead: {rounds} rounds (median), {ops} one-row transactions and one {batch}-row \
          transaction per variant per round; total {:.0}s\n",
         elapsed.as_secs_f64()
     );
-    println!(
-        "| backend | operation | tx shape | without (ops/s) | with (ops/s) | ratio | ratio range over rounds |"
+    table_head(
+        &[
+            "backend",
+            "operation",
+            "tx shape",
+            "without (ops/s)",
+            "with (ops/s)",
+            "ratio",
+            "ratio range over rounds",
+        ],
+        3,
     );
-    println!("| --- | --- | --- | ---: | ---: | ---: | ---: |");
     for l in &lines {
         println!(
             "| {} | {} | {} | {:.0} | {:.0} | {:.2}x | {:.2}–{:.2} |",

@@ -17,14 +17,12 @@
 //! (500). The table goes to stdout, progress to stderr.
 
 use acts_as_distributed::{HandlerError, Queue, Replicator, StartFrom, Worker};
-use acts_as_distributed_suite::bench::{knob, median, progress};
+use acts_as_distributed_suite::bench::{BoxError, knob, median, progress};
 use acts_as_distributed_suite::entities::customer;
 use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
 use sea_orm::prelude::{Decimal, Uuid};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel, Set};
 use std::time::{Duration, Instant};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Writes the backlog on `db` through captures. Returns the number of events.
 async fn backlog(

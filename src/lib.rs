@@ -1,5 +1,5 @@
 //! Shared support for the integration tests, examples and benchmarks of acts_as_distributed:
-//! test entities and fresh databases on every backend. Not published.
+//! test entities, fresh databases on every backend and the benchmarks' harness. Not published.
 
 pub mod bench;
 pub mod entities;
