@@ -6,6 +6,12 @@
 /// `impl ActiveModelBehavior for ActiveModel {}`, or in any module where the entity's `Entity`,
 /// `ActiveModel` and `Column` are in scope (so regenerated entity files do not erase it).
 ///
+/// **Your own hooks:** the macro *is* the entity's `impl ActiveModelBehavior`, so a second one
+/// beside it fails with rustc's `E0119` ("conflicting implementations of trait
+/// `ActiveModelBehavior`"). Move your hook code into `impl DistributedBehavior for ActiveModel`
+/// (same signatures as SeaORM's hooks) and write `acts_as_distributed!(hooks = true)`: see
+/// [`DistributedBehavior`](crate::DistributedBehavior).
+///
 /// Options, each optional, in any order:
 ///
 /// | option | meaning | default |
