@@ -447,7 +447,6 @@ async fn after_keeps_delivering_other_objects_while_upstream_holds_one_back() {
 /// consumer's must fail with an error saying how to change the consumer's filter, and no event the
 /// consumer's filter matches may be skipped.
 #[tokio::test]
-#[ignore = "issue 10 defect 2: a worker with another filter is accepted and events are skipped"]
 async fn a_worker_with_another_filter_is_refused_and_nothing_is_skipped() {
     let mut failures = Failures::default();
     for backend in backends() {
@@ -965,7 +964,6 @@ async fn a_batch_handler_panic_is_blamed_on_the_event_that_causes_it() {
 /// exist stalls silently. A consumer waiting for one that is not registered (retired, or a typo)
 /// must be told: the worker's `build` or `run_once` returns an error naming the missing consumer.
 #[tokio::test]
-#[ignore = "issue 10 defect 7: `after` an unregistered consumer stalls without a word"]
 async fn after_naming_an_unregistered_consumer_is_reported() {
     let mut failures = Failures::default();
     for backend in backends() {

@@ -3,7 +3,7 @@
 
 use super::sequencer::{last_seq, sequence_all};
 use super::state::{DeadEvents, DeliveryState};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::Action;
 use crate::sql::{Sql, now_ms, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -75,25 +75,60 @@ pub(crate) fn push_claimable(q: &mut Sql) {
     q.push("(").bind_list(DeliveryState::CLAIMABLE).push(")");
 }
 
-/// Creates the consumer if it does not exist (at the start `start` says), and records its config.
-/// Returns whether this call created it.
+/// The stored config of a consumer registered without one (by [`Queue::register_consumer`] or
+/// a snapshot): the first worker's filter becomes the consumer's.
+///
+/// [`Queue::register_consumer`]: super::Queue::register_consumer
+const NO_FILTER_YET: &str = "";
+
+impl ConsumerConfig {
+    /// The same config with its lists sorted and without repeats, for comparing.
+    fn normalized(&self) -> Self {
+        let mut c = self.clone();
+        c.types.sort();
+        c.types.dedup();
+        c.actions.sort_by_key(|a| a.as_str());
+        c.actions.dedup();
+        c.after.sort();
+        c.after.dedup();
+        c
+    }
+}
+
+async fn stored_config(db: &DatabaseConnection, consumer: &str) -> Result<Option<String>> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT config FROM distribute_consumers WHERE name = ?",
+            vec![consumer.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<String>("", "config")).transpose()?)
+}
+
+/// Creates the consumer if it does not exist (at the start `start` says). With a `config` (a
+/// worker's), that becomes the consumer's filter if it has none yet, and must equal it
+/// otherwise: one filter per consumer. Every consumer named in `after` must be registered.
+/// Returns whether this call created the consumer.
 pub(crate) async fn register(
     db: &DatabaseConnection,
     consumer: &str,
     config: Option<&ConsumerConfig>,
     start: StartFrom,
 ) -> Result<bool> {
-    let stored = config.cloned().unwrap_or_default().to_json();
     let b = db.get_database_backend();
-    let exists = || {
-        db.query_one_raw(stmt(
-            b,
-            "SELECT 1 FROM distribute_consumers WHERE name = ?",
-            vec![consumer.into()],
-        ))
-    };
+    if let Some(config) = config {
+        for other in &config.after {
+            if stored_config(db, other).await?.is_none() {
+                return Err(Error::UnknownConsumer {
+                    consumer: other.clone(),
+                });
+            }
+        }
+    }
+    let wanted = config.map_or_else(|| NO_FILTER_YET.to_owned(), ConsumerConfig::to_json);
     let mut created = false;
-    if exists().await?.is_none() {
+    if stored_config(db, consumer).await?.is_none() {
         let position: i64 = match start {
             StartFrom::Oldest => 0,
             StartFrom::Now => {
@@ -105,29 +140,43 @@ pub(crate) async fn register(
             .execute_raw(stmt(
                 b,
                 "INSERT INTO distribute_consumers (name, position, config, created_at, claimed_at) VALUES (?, ?, ?, ?, ?)",
-                vec![consumer.into(), position.into(), stored.clone().into(), now_ms().into(), 0i64.into()],
+                vec![consumer.into(), position.into(), wanted.clone().into(), now_ms().into(), 0i64.into()],
             ))
             .await;
         // Another worker of the same consumer may have registered it a moment before.
         match inserted {
             Ok(_) => created = true,
-            Err(e) if exists().await?.is_none() => return Err(e.into()),
+            Err(e) if stored_config(db, consumer).await?.is_none() => return Err(e.into()),
             Err(_) => {}
         }
     }
-    if config.is_some() {
-        db.execute_raw(stmt(
-            b,
-            "UPDATE distribute_consumers SET config = ? WHERE name = ?",
-            vec![stored.into(), consumer.into()],
-        ))
-        .await?;
+    let Some(config) = config else {
+        return Ok(created);
+    };
+    // The first worker of a consumer registered without a filter gives it one (once, however
+    // many workers race for it), then every worker's must be that one.
+    db.execute_raw(stmt(
+        b,
+        "UPDATE distribute_consumers SET config = ? WHERE name = ? AND config = ?",
+        vec![wanted.clone().into(), consumer.into(), NO_FILTER_YET.into()],
+    ))
+    .await?;
+    let stored = stored_config(db, consumer).await?.unwrap_or_default();
+    if ConsumerConfig::from_json(&stored).normalized() != config.normalized() {
+        return Err(Error::Config(format!(
+            "consumer `{consumer}` has the filter {stored} and this worker asks for {wanted}: \
+             every worker of a consumer uses its one filter (types, actions, after, dead_events). \
+             Start this worker with the consumer's filter, or give it a consumer of its own; to \
+             change the filter, stop every worker of `{consumer}`, remove the consumer \
+             (Queue::remove_consumer; it forgets its position and deliveries) and start it again \
+             with the new filter and a start_from"
+        )));
     }
     Ok(created)
 }
 
-/// Removes a consumer and its delivery rows.
-pub(crate) async fn remove(db: &DatabaseConnection, consumer: &str) -> Result<()> {
+/// Removes a consumer and its delivery rows; returns whether it existed.
+pub(crate) async fn remove(db: &DatabaseConnection, consumer: &str) -> Result<bool> {
     let b = db.get_database_backend();
     db.execute_raw(stmt(
         b,
@@ -135,13 +184,15 @@ pub(crate) async fn remove(db: &DatabaseConnection, consumer: &str) -> Result<()
         vec![consumer.into()],
     ))
     .await?;
-    db.execute_raw(stmt(
-        b,
-        "DELETE FROM distribute_consumers WHERE name = ?",
-        vec![consumer.into()],
-    ))
-    .await?;
-    Ok(())
+    let removed = db
+        .execute_raw(stmt(
+            b,
+            "DELETE FROM distribute_consumers WHERE name = ?",
+            vec![consumer.into()],
+        ))
+        .await?
+        .rows_affected();
+    Ok(removed > 0)
 }
 
 #[cfg(test)]

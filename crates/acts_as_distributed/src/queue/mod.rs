@@ -75,6 +75,13 @@ impl Queue {
             .map(|_| ())
     }
 
+    /// Removes a retired consumer: its position and delivery rows go, so it no longer holds back
+    /// pruning, and its name can be registered again (with another filter, say). Stop its
+    /// workers first: a worker still running registers it again. Returns whether it existed.
+    pub async fn remove_consumer(&self, consumer: &str) -> Result<bool> {
+        consumer::remove(&self.db, consumer).await
+    }
+
     /// The state of every consumer, per type.
     pub async fn status(&self) -> Result<Vec<ConsumerStatus>> {
         status::status(&self.db).await

@@ -280,7 +280,7 @@ impl Shared {
                     self.step_worked(0);
                     return Ok(());
                 }
-                Err(e @ Error::MissingMigration { .. }) => {
+                Err(e @ (Error::MissingMigration { .. } | Error::Config(_))) => {
                     tracing::error!(error = %e, "the worker cannot start");
                     return Err(e);
                 }
