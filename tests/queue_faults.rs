@@ -893,7 +893,6 @@ impl Handler for PanicsOn {
 /// Only the panic: a commit failure reaches the worker as the first event's error (the
 /// replicator's `(0, error)`), which the current `handle_batch` result cannot tell apart.
 #[tokio::test]
-#[ignore = "issue 10 defect 6: a panic in handle_batch counts against the batch's first event"]
 async fn a_batch_handler_panic_is_blamed_on_the_event_that_causes_it() {
     let mut failures = Failures::default();
     for backend in backends() {

@@ -174,15 +174,46 @@ impl BatchRunner {
             .filter_map(|c| c.event.as_ref().ok().cloned())
             .collect();
         let span = tracing::debug_span!("handle_batch", events = events.len());
-        let results = catch_panic(self.handler.handle_batch(events).instrument(span))
-            .await
-            .unwrap_or_else(|e| vec![Err(e)]);
+        let results = match catch_panic(self.handler.handle_batch(events).instrument(span)).await {
+            Ok(results) => results,
+            Err(panic) => {
+                // The panic belongs to some event of the batch, not to the first: hand the
+                // events over again one at a time, so that only the culprit fails.
+                tracing::warn!(error = %panic, "the batch handler panicked; handling the batch one event at a time");
+                outcomes.extend(self.handle_singly(handed, &mut held).await);
+                return outcomes;
+            }
+        };
         let mut results = results.into_iter();
         for c in handed {
             match results.next() {
                 Some(result) => outcomes.push(self.settle(&c, result, &mut held)),
                 None => outcomes.push(Outcome::Released(c.id)),
             }
+        }
+        outcomes
+    }
+
+    /// Each event as a batch of its own, in order.
+    async fn handle_singly(&self, group: Vec<Claimed>, held: &mut Held) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(group.len());
+        for c in group {
+            let Ok(event) = c.event.as_ref().map(Clone::clone) else {
+                continue;
+            };
+            if held.contains(&c) {
+                outcomes.push(Outcome::Released(c.id));
+                continue;
+            }
+            let result = match catch_panic(self.handler.handle_batch(vec![event])).await {
+                Ok(results) => results.into_iter().next(),
+                Err(panic) => Some(Err(panic)),
+            };
+            outcomes.push(match result {
+                Some(result) => self.settle(&c, result, held),
+                // The handler did not get to it: back to the queue.
+                None => Outcome::Released(c.id),
+            });
         }
         outcomes
     }
