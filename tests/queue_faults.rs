@@ -501,7 +501,6 @@ async fn a_worker_with_another_filter_is_refused_and_nothing_is_skipped() {
 /// count: the poison event must end dead after its attempts, and the 10 others be handled and not
 /// dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defect 3: a crash never ends the poison event; its batch loops forever"]
 async fn an_event_that_kills_the_worker_ends_dead_and_spares_its_batch() {
     let mut failures = Failures::default();
     for backend in backends() {

@@ -38,6 +38,8 @@ pub(crate) struct ClaimRequest<'a> {
     pub config: &'a ConsumerConfig,
     pub limit: u64,
     pub lease: Duration,
+    /// Attempts before an event is dead, crashes included.
+    pub max_attempts: u32,
 }
 
 /// One claimed batch: its events, how many new events were parked as waiting, and the lease
@@ -104,6 +106,62 @@ fn flag(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
         .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
 }
 
+/// Ends as dead the deliveries of `consumer` whose lease ran out under their worker
+/// `max_attempts` times; returns whether other such deliveries (of stopped workers, with
+/// attempts left) remain.
+async fn crash_accounting<C: ConnectionTrait>(
+    txn: &C,
+    consumer: &str,
+    now: i64,
+    max_attempts: u32,
+) -> Result<bool> {
+    let b = txn.get_database_backend();
+    let stranded = |q: &mut Sql| {
+        q.bind(consumer)
+            .push(" AND state = ")
+            .bind(DeliveryState::Leased)
+            .push(" AND lease_owner IS NOT NULL AND available_at <= ")
+            .bind(now);
+    };
+    let mut q = Sql::new("SELECT event_id FROM distribute_deliveries WHERE consumer = ");
+    stranded(&mut q);
+    q.push(" AND attempts >= ").bind(max_attempts as i64);
+    let exhausted: Vec<i64> = txn
+        .query_all_raw(q.build(b))
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .collect::<Result<_, _>>()?;
+    if !exhausted.is_empty() {
+        tracing::warn!(events = ?exhausted, consumer, "events whose workers stopped on every attempt are dead");
+        let mut q = Sql::new("UPDATE distribute_deliveries SET state = ");
+        q.bind(DeliveryState::Dead)
+            .push(", last_error = ")
+            .bind(format!(
+                "the worker handling it stopped before finishing (a crash, a kill, a pause or a lost \
+                 connection) on each of its {max_attempts} attempts"
+            ))
+            .push(", lease_owner = NULL, updated_at = ")
+            .bind(now)
+            .push(" WHERE consumer = ");
+        stranded(&mut q);
+        q.push(" AND event_id IN (")
+            .bind_list(exhausted.iter().copied())
+            .push(")");
+        txn.execute_raw(q.build(b)).await?;
+        let mut q = Sql::new("UPDATE distributes SET error = ");
+        q.bind(true)
+            .push(" WHERE id IN (")
+            .bind_list(exhausted.iter().copied())
+            .push(")");
+        txn.execute_raw(q.build(b)).await?;
+    }
+    let mut q = Sql::new("SELECT 1 FROM distribute_deliveries WHERE consumer = ");
+    stranded(&mut q);
+    q.push(" LIMIT 1");
+    Ok(txn.query_one_raw(q.build(b)).await?.is_some())
+}
+
 /// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
 /// events, then new events in `seq` order. A new event whose object is held back (see
 /// [`DeadEvents::holds`](super::DeadEvents)) is parked as `waiting`, so that the position can move
@@ -140,6 +198,14 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     .await?
     .unwrap_or(0);
 
+    // A lease that ran out while its worker still owned it means that worker stopped before
+    // finishing (a crash, a kill, a pause, a lost connection). Such attempts count: an event whose
+    // attempts are used up that way is dead, like one whose handler kept failing.
+    let crashed = crash_accounting(&txn, consumer, now, req.max_attempts).await?;
+    // While stopped workers' events are about, they are taken one at a time, so that the
+    // attempts of an event that kills its worker are its own and not those of its batch.
+    let limit = if crashed { 1 } else { req.limit };
+
     // Due retries, expired leases and waiting events whose object is free.
     let mut q = Sql::new(&format!(
         "SELECT {EVENT_COLUMNS}, d.attempts FROM distribute_deliveries d \
@@ -149,9 +215,9 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     push_claimable(&mut q);
     q.push(" AND d.available_at <= ").bind(now).push(" AND ");
     req.config.push_unblocked(&mut q, consumer, "d");
-    q.push(" ORDER BY d.seq LIMIT ").bind(req.limit as i64);
+    q.push(" ORDER BY d.seq LIMIT ").bind(limit as i64);
     let due = txn.query_all_raw(q.build(b)).await?;
-    let mut claimed = Vec::with_capacity(req.limit as usize);
+    let mut claimed = Vec::with_capacity(limit as usize);
     if !due.is_empty() {
         let ids: Vec<i64> = due
             .iter()
@@ -203,7 +269,11 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     }
 
     // New events above the position.
-    let room = req.limit.saturating_sub(claimed.len() as u64);
+    let room = if crashed {
+        0
+    } else {
+        limit.saturating_sub(claimed.len() as u64)
+    };
     let mut parked = 0;
     if room > 0 {
         let mut q = Sql::new(&format!("SELECT {EVENT_COLUMNS}, CASE WHEN "));

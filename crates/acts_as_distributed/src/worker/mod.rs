@@ -391,6 +391,7 @@ impl Shared {
                 config: &self.options.config,
                 limit: self.options.batch_size,
                 lease: self.options.lease,
+                max_attempts: self.options.retry.attempts(),
             },
         )
         .await?;
