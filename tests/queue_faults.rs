@@ -997,7 +997,6 @@ async fn after_naming_an_unregistered_consumer_is_reported() {
 /// delivery of object `y` outlive their event rows (deleted by hand): the objects' later events
 /// must still be delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defect 7: a delivery row of a deleted event keeps holding its object back"]
 async fn a_delivery_whose_event_is_gone_does_not_block_its_object() {
     let mut failures = Failures::default();
     for backend in backends() {

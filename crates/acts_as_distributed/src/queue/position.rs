@@ -61,6 +61,26 @@ pub(crate) async fn advance(db: &DatabaseConnection, consumer: &str) -> Result<i
     Ok(new_position.max(position))
 }
 
+/// Deletes the consumer's unfinished deliveries whose event is gone (deleted by hand, or pruned
+/// while the consumer was being registered): nothing can handle them, and they would hold back
+/// their object's later events forever. Returns how many. Idle workers run this, so it costs
+/// nothing while a consumer is busy.
+pub(crate) async fn forget_orphans(db: &DatabaseConnection, consumer: &str) -> Result<u64> {
+    let mut q = Sql::new("DELETE FROM distribute_deliveries WHERE consumer = ");
+    q.bind(consumer)
+        .push(" AND state <> ")
+        .bind(DeliveryState::Done)
+        .push(" AND NOT EXISTS (SELECT 1 FROM distributes e WHERE e.id = distribute_deliveries.event_id)");
+    let n = db
+        .execute_raw(q.build(db.get_database_backend()))
+        .await?
+        .rows_affected();
+    if n > 0 {
+        tracing::warn!(consumer, deliveries = n, "forgot deliveries whose events are gone");
+    }
+    Ok(n)
+}
+
 /// What an idle worker checks once per poll interval, in one statement: the highest `seq`, whether
 /// events wait for the sequencer, and when the consumer's next retry or lease expiry is due.
 pub(crate) struct Probe {

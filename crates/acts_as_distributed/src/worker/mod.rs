@@ -22,7 +22,7 @@ pub use retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::queue::claim::{ClaimRequest, claim};
 use crate::queue::consumer::register;
-use crate::queue::position::{advance, probe};
+use crate::queue::position::{advance, forget_orphans, probe};
 use crate::queue::sequencer::{SEQUENCE_BATCH, sequence, sequence_all};
 use crate::sql::now_ms;
 use batch::{BatchRunner, Outcome};
@@ -399,8 +399,9 @@ impl Shared {
         if n == 0 {
             // Nothing to handle; still move the position over events outside the filter or
             // parked, so that it keeps up (and pruning with it).
+            let forgotten = forget_orphans(&self.db, &self.consumer).await?;
             advance(&self.db, &self.consumer).await?;
-            return Ok(claim.parked);
+            return Ok(claim.parked + forgotten as usize);
         }
         // While the handlers work, the leases are renewed every third of the lease, so a slow
         // handler keeps its events; a worker that dies stops renewing and loses them.
