@@ -353,7 +353,6 @@ async fn child_env() -> Option<(DatabaseConnection, PathBuf)> {
 /// dependent consumer `b` (`.after(["a"])`) must still get those 5 within 5 s: events `a` has
 /// not handled wait on their own, never in front of other objects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defect 1: `after` stalls the consumer behind a held object's events"]
 async fn after_keeps_delivering_other_objects_while_upstream_holds_one_back() {
     let mut failures = Failures::default();
     for backend in backends() {

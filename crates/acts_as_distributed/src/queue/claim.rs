@@ -106,6 +106,26 @@ fn flag(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
         .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
 }
 
+/// Appends a condition on `e` (an alias of `distributes`): every consumer of `after` has handled
+/// the event (it is below that consumer's position without a delivery row, or its delivery is
+/// done).
+fn push_after_ok(q: &mut Sql, after: &[String]) {
+    q.push("1 = 1");
+    for other in after {
+        q.push(" AND (e.seq <= (SELECT position FROM distribute_consumers WHERE name = ")
+            .bind(other.as_str())
+            .push(") OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
+            .bind(other.as_str())
+            .push(" AND a.event_id = e.id AND a.state = ")
+            .bind(DeliveryState::Done)
+            .push(")) AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
+            .bind(other.as_str())
+            .push(" AND a.event_id = e.id AND a.state <> ")
+            .bind(DeliveryState::Done)
+            .push(")");
+    }
+}
+
 /// Ends as dead the deliveries of `consumer` whose lease ran out under their worker
 /// `max_attempts` times; returns whether other such deliveries (of stopped workers, with
 /// attempts left) remain.
@@ -164,9 +184,9 @@ async fn crash_accounting<C: ConnectionTrait>(
 
 /// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
 /// events, then new events in `seq` order. A new event whose object is held back (see
-/// [`DeadEvents::holds`](super::DeadEvents)) is parked as `waiting`, so that the position can move
-/// past it; one that an `after` consumer has not handled yet is left alone, and so are the later
-/// events of its object. Claims of one consumer are serialized by a lock on its row.
+/// [`DeadEvents::holds`](super::DeadEvents)) or that an `after` consumer has not handled yet is
+/// parked as `waiting`, and so are the later events of its object in the batch, so that the
+/// position can move past them and they never fill a later claim's window. Claims of one consumer are serialized by a lock on its row.
 pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Result<Claim> {
     let b = db.get_database_backend();
     let consumer: &str = req.consumer;
@@ -215,6 +235,14 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     push_claimable(&mut q);
     q.push(" AND d.available_at <= ").bind(now).push(" AND ");
     req.config.push_unblocked(&mut q, consumer, "d");
+    if !req.config.after.is_empty() {
+        // A waiting event may wait for an `after` consumer: only once that one has handled it.
+        q.push(" AND (d.state <> ")
+            .bind(DeliveryState::Waiting)
+            .push(" OR ");
+        push_after_ok(&mut q, &req.config.after);
+        q.push(")");
+    }
     q.push(" ORDER BY d.seq LIMIT ").bind(limit as i64);
     let due = txn.query_all_raw(q.build(b)).await?;
     let mut claimed = Vec::with_capacity(limit as usize);
@@ -278,22 +306,8 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     if room > 0 {
         let mut q = Sql::new(&format!("SELECT {EVENT_COLUMNS}, CASE WHEN "));
         req.config.push_unblocked(&mut q, consumer, "e");
-        q.push(" THEN 0 ELSE 1 END AS blocked, CASE WHEN 1 = 1");
-        for other in &req.config.after {
-            q.push(" AND (e.seq <= (SELECT position FROM distribute_consumers WHERE name = ")
-                .bind(other.as_str())
-                .push(") OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
-                .bind(other.as_str())
-                .push(" AND a.event_id = e.id AND a.state = ")
-                .bind(DeliveryState::Done)
-                .push(
-                    ")) AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ",
-                )
-                .bind(other.as_str())
-                .push(" AND a.event_id = e.id AND a.state <> ")
-                .bind(DeliveryState::Done)
-                .push(")");
-        }
+        q.push(" THEN 0 ELSE 1 END AS blocked, CASE WHEN ");
+        push_after_ok(&mut q, &req.config.after);
         q.push(" THEN 1 ELSE 0 END AS after_ok FROM distributes e WHERE e.seq > ")
             .bind(position);
         req.config.push_filter(&mut q);
@@ -302,19 +316,16 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
             .push(" AND d.event_id = e.id) ORDER BY e.seq LIMIT ")
             .bind(room as i64);
         let rows = txn.query_all_raw(q.build(b)).await?;
-        // Objects whose events wait in this batch: behind an event left alone for an `after`
-        // consumer (no row: leave the later ones alone too), or behind a parked one.
-        let mut left_alone: HashSet<(String, String)> = HashSet::new();
+        // An event is parked as waiting when its object is held back, when an `after` consumer
+        // has not handled it yet, or behind an event of its object parked in this batch. Parked,
+        // it no longer fills the window of later claims, and the position moves past it.
         let mut waiting: HashSet<(String, String)> = HashSet::new();
         let (mut leased_ids, mut waiting_ids) = (Vec::new(), Vec::new());
         for row in &rows {
             let c = read_claimed(row, 1)?;
             let object = c.object();
-            if left_alone.contains(&object) || flag(row, "after_ok")? == 0 {
-                left_alone.insert(object);
-                continue;
-            }
-            if flag(row, "blocked")? == 1 || waiting.contains(&object) {
+            let held = flag(row, "blocked")? == 1 || flag(row, "after_ok")? == 0;
+            if held || waiting.contains(&object) {
                 waiting.insert(object);
                 waiting_ids.push(c.id);
             } else {

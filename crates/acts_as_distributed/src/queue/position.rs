@@ -76,7 +76,11 @@ pub(crate) async fn forget_orphans(db: &DatabaseConnection, consumer: &str) -> R
         .await?
         .rows_affected();
     if n > 0 {
-        tracing::warn!(consumer, deliveries = n, "forgot deliveries whose events are gone");
+        tracing::warn!(
+            consumer,
+            deliveries = n,
+            "forgot deliveries whose events are gone"
+        );
     }
     Ok(n)
 }
