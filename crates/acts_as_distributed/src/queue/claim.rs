@@ -191,6 +191,7 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     let b = db.get_database_backend();
     let consumer: &str = req.consumer;
     let owner: &str = req.owner;
+    let asked_at = std::time::Instant::now();
     let txn = db.begin().await?;
     let locked = txn
         .execute_raw(stmt(
@@ -375,6 +376,7 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
         req.owner.clone(),
         claimed.iter().map(|c| c.id).collect(),
         req.lease,
+        asked_at,
     );
     Ok(Claim {
         events: claimed,

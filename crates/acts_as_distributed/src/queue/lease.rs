@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::sql::{Sql, ms, now_ms, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The lease of one worker (`owner`) of `consumer` on the events of one claimed batch.
 #[derive(Debug, Clone)]
@@ -17,18 +17,57 @@ pub(crate) struct BatchLease {
     owner: Arc<str>,
     ids: Vec<i64>,
     duration: Duration,
+    deadline: Deadline,
+}
+
+/// Until when the worker knows it holds a lease, on its own monotonic clock: from the moment it
+/// asked for the lease (or for its renewal) plus nine tenths of the lease, and never again once
+/// a renewal found the lease taken. A worker paused past it (SIGSTOP, a stalled runtime) finds
+/// it passed when it resumes, and starts nothing more of the batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Deadline(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Deadline {
+    fn starting(asked_at: Instant, lease: Duration) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(
+            asked_at + safe(lease),
+        ))))
+    }
+
+    /// Whether the lease is still surely this worker's.
+    pub(crate) fn holds(&self) -> bool {
+        let until = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn extend(&self, asked_at: Instant, lease: Duration) {
+        if let Some(t) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            *t = (*t).max(asked_at + safe(lease));
+        }
+    }
+
+    fn lose(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The part of a lease a worker counts on: a tenth is left for the time a statement takes.
+fn safe(lease: Duration) -> Duration {
+    lease.mul_f64(0.9)
 }
 
 /// Longest handler error kept; longer ones are cut.
 const MAX_ERROR_CHARS: usize = 4_000;
 
 impl BatchLease {
+    /// The lease on `ids`, asked for at `asked_at`.
     pub(crate) fn new(
         db: DatabaseConnection,
         consumer: Arc<str>,
         owner: Arc<str>,
         ids: Vec<i64>,
         duration: Duration,
+        asked_at: Instant,
     ) -> Self {
         Self {
             db,
@@ -36,16 +75,39 @@ impl BatchLease {
             owner,
             ids,
             duration,
+            deadline: Deadline::starting(asked_at, duration),
         }
     }
 
-    /// Extends the leases still held among the batch's events to the lease duration from now;
-    /// returns how many.
+    /// The worker's own view of the lease, which its handlers check before each event.
+    pub(crate) fn deadline(&self) -> &Deadline {
+        &self.deadline
+    }
+
+    /// Whether the lease is still surely this worker's.
+    pub(crate) fn holds(&self) -> bool {
+        self.deadline.holds()
+    }
+
+    /// Extends the batch's leases to the lease duration from now. When a lease is no longer this
+    /// worker's (another took it), the whole batch counts as lost. Returns how many it extended.
     pub(crate) async fn renew(&self) -> Result<u64> {
+        let asked_at = Instant::now();
         let until = now_ms().saturating_add(ms(self.duration));
         let mut set = Sql::new("available_at = ");
         set.bind(until);
-        self.update_with(&self.ids, set).await
+        let renewed = self.update_with(&self.ids, set).await?;
+        if renewed == self.ids.len() as u64 {
+            self.deadline.extend(asked_at, self.duration);
+        } else {
+            tracing::warn!(
+                renewed,
+                batch = self.ids.len(),
+                "a lease of this batch was taken over: starting nothing more of it"
+            );
+            self.deadline.lose();
+        }
+        Ok(renewed)
     }
 
     /// Marks events handled.

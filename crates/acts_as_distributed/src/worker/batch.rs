@@ -6,6 +6,7 @@ use super::retry::{RetryPolicy, random_unit};
 use crate::event::Event;
 use crate::queue::DeadEvents;
 use crate::queue::claim::Claimed;
+use crate::queue::lease::Deadline;
 use crate::queue::state::DeliveryState;
 use crate::sql::now_ms;
 use futures_util::FutureExt as _;
@@ -83,6 +84,7 @@ impl BatchRunner {
     pub(crate) async fn run(
         self: &Arc<Self>,
         claimed: Vec<Claimed>,
+        deadline: &Deadline,
         abort: &CancellationToken,
     ) -> Vec<Outcome> {
         let all_ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
@@ -93,12 +95,13 @@ impl BatchRunner {
         for group in group(claimed, in_sequence) {
             let this = self.clone();
             let permits = permits.clone();
+            let deadline = deadline.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 if at_once {
-                    this.handle_at_once(group).await
+                    this.handle_at_once(group, &deadline).await
                 } else {
-                    this.handle_group(group).await
+                    this.handle_group(group, &deadline).await
                 }
             });
         }
@@ -133,11 +136,12 @@ impl BatchRunner {
     }
 
     /// Events in order, one handler call each.
-    async fn handle_group(&self, group: Vec<Claimed>) -> Vec<Outcome> {
+    async fn handle_group(&self, group: Vec<Claimed>, deadline: &Deadline) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut held = Held::default();
         for c in group {
-            if held.contains(&c) {
+            // A worker that lost its lease, or cannot know it still has it, starts nothing more.
+            if held.contains(&c) || !deadline.holds() {
                 outcomes.push(Outcome::Released(c.id));
                 continue;
             }
@@ -152,7 +156,7 @@ impl BatchRunner {
 
     /// A batch handed to a handler that takes batches, in order. Malformed rows fail at once
     /// (and hold their object); the rest go to the handler in one call.
-    async fn handle_at_once(&self, group: Vec<Claimed>) -> Vec<Outcome> {
+    async fn handle_at_once(&self, group: Vec<Claimed>, deadline: &Deadline) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut held = Held::default();
         let mut handed = Vec::with_capacity(group.len());
@@ -169,6 +173,10 @@ impl BatchRunner {
                 }
             }
         }
+        if !deadline.holds() {
+            outcomes.extend(handed.iter().map(|c| Outcome::Released(c.id)));
+            return outcomes;
+        }
         let events: Vec<Event> = handed
             .iter()
             .filter_map(|c| c.event.as_ref().ok().cloned())
@@ -180,7 +188,7 @@ impl BatchRunner {
                 // The panic belongs to some event of the batch, not to the first: hand the
                 // events over again one at a time, so that only the culprit fails.
                 tracing::warn!(error = %panic, "the batch handler panicked; handling the batch one event at a time");
-                outcomes.extend(self.handle_singly(handed, &mut held).await);
+                outcomes.extend(self.handle_singly(handed, &mut held, deadline).await);
                 return outcomes;
             }
         };
@@ -195,13 +203,18 @@ impl BatchRunner {
     }
 
     /// Each event as a batch of its own, in order.
-    async fn handle_singly(&self, group: Vec<Claimed>, held: &mut Held) -> Vec<Outcome> {
+    async fn handle_singly(
+        &self,
+        group: Vec<Claimed>,
+        held: &mut Held,
+        deadline: &Deadline,
+    ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
         for c in group {
             let Ok(event) = c.event.as_ref().map(Clone::clone) else {
                 continue;
             };
-            if held.contains(&c) {
+            if held.contains(&c) || !deadline.holds() {
                 outcomes.push(Outcome::Released(c.id));
                 continue;
             }

@@ -416,9 +416,21 @@ impl Shared {
             }
         };
         let outcomes = tokio::select! {
-            outcomes = self.batch.run(claim.events, abort) => outcomes,
+            outcomes = self.batch.run(claim.events, lease.deadline(), abort) => outcomes,
             never = renew => never,
         };
+        if !lease.holds() {
+            // Another worker may hold these events now: record nothing (what was handled comes
+            // again, at least once), so no acknowledgement is of an event this worker lost.
+            tracing::warn!(
+                events = n,
+                "the batch's lease was lost or ran out while it was handled; recording none of its outcomes"
+            );
+            self.update_health(|h| {
+                h.last_error = Some("a batch's lease was lost while it was handled".into())
+            });
+            return Ok(n);
+        }
         let (mut done, mut released) = (Vec::new(), Vec::new());
         // Every outcome is recorded even when one write fails, so no event stays leased.
         let mut first_error = None;
