@@ -40,8 +40,8 @@ impl Backend {
     }
 }
 
-/// SQLite, and each server backend whose URL is set. Says once per process, on the terminal,
-/// which backends are skipped and how to enable them.
+/// SQLite, and each server backend whose URL is set. Says which backends are skipped and how to
+/// enable them, on the terminal, once per `cargo test` run (not once per test binary).
 pub fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::Sqlite];
     let mut skipped = Vec::new();
@@ -60,15 +60,76 @@ pub fn backends() -> Vec<Backend> {
     static NOTICE: Once = Once::new();
     if !skipped.is_empty() {
         NOTICE.call_once(|| {
-            // Straight to the terminal: the test harness captures `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: skipping tests on {}",
-                skipped.join(" and ")
-            );
+            if first_in_this_run() {
+                // Straight to the terminal: the test harness captures `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: skipping tests on {}",
+                    skipped.join(" and ")
+                );
+            }
         });
     }
     all
+}
+
+/// Whether this test binary is the first of its `cargo test` run to get here.
+///
+/// Each test binary is a process of its own, and cargo runs them one after another as its
+/// children. The first to get here creates a marker file in the temporary directory named after
+/// that cargo process (its pid and start time, so a reused pid is a new run); the others find it.
+/// Markers of cargo processes that are gone are removed on the way. Where that cannot be told
+/// (not Linux, not started by cargo), every binary gives the note.
+fn first_in_this_run() -> bool {
+    let Some(run) = cargo_run() else {
+        return true;
+    };
+    let dir = std::env::temp_dir();
+    let prefix = "acts_as_distributed-test-note-";
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or_default();
+            if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let marker = dir.join(format!("{prefix}{run}"));
+    // `create_new` is atomic: exactly one binary of the run creates the file.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+    {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::AlreadyExists,
+    }
+}
+
+/// `pid-starttime` of the cargo process that started this one, if it is cargo (Linux).
+fn cargo_run() -> Option<String> {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
+        if !comm.trim_end().starts_with("cargo") {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces; the start
+        // time is field 22 of the whole line, so 20th after the name.
+        let after_name = stat.rsplit_once(')')?.1;
+        let start = after_name.split_whitespace().nth(19)?;
+        Some(format!("{parent}-{start}"))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// A database of its own for one test, with `distributes` and the test entities' tables.

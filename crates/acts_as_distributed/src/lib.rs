@@ -44,6 +44,7 @@ mod backend;
 mod capture;
 mod error;
 mod event;
+pub mod guides;
 mod queue;
 mod replicate;
 mod settings;
