@@ -6,8 +6,9 @@ mod common;
 use acts_as_distributed::{
     DeadEvents, Event, HandlerError, Queue, RetryPolicy, StartFrom, Worker, WorkerHandle,
 };
+use common::queue::*;
 use common::*;
-use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait,
 };
@@ -18,143 +19,14 @@ use std::time::{Duration, Instant};
 /// Writes `n` events straight into `distributes`, spread over `objects` objects of type `Note`
 /// (event i belongs to object `o{i % objects}`). Returns their ids in order.
 async fn seed<C: ConnectionTrait>(db: &C, n: usize, objects: usize) -> Vec<i64> {
-    for chunk_start in (0..n).step_by(500) {
-        let mut insert = Query::insert();
-        insert.into_table(Alias::new("distributes")).columns([
-            Alias::new("distributed_type"),
-            Alias::new("distributed_id"),
-            Alias::new("action"),
-            Alias::new("changes"),
-            Alias::new("created_at"),
-        ]);
-        for i in chunk_start..(chunk_start + 500).min(n) {
-            insert
-                .values([
-                    Expr::val("Note"),
-                    Expr::val(format!("o{}", i % objects)),
-                    Expr::val(if i < objects { "create" } else { "update" }),
-                    Expr::val(serde_json::json!({ "n": i })),
-                    Expr::val(chrono::Utc::now()),
-                ])
-                .expect("values");
-        }
-        db.execute(&insert).await.expect("seed events");
-    }
-    all_ids(db).await
-}
-
-async fn all_ids<C: ConnectionTrait>(db: &C) -> Vec<i64> {
-    events(db).await.into_iter().map(|e| e.id).collect()
-}
-
-/// Everything a handler saw.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<Event>>>);
-
-impl Seen {
-    fn ids(&self) -> Vec<i64> {
-        self.0.lock().expect("seen").iter().map(|e| e.id).collect()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().expect("seen").len()
-    }
-    fn push(&self, e: Event) {
-        self.0.lock().expect("seen").push(e);
-    }
-}
-
-/// A worker whose handler records every event and succeeds.
-fn recording(
-    db: &DatabaseConnection,
-    consumer: &str,
-    seen: &Seen,
-) -> acts_as_distributed::WorkerBuilder {
-    let seen = seen.clone();
-    Worker::builder(db.clone(), consumer)
-        .poll_interval(Duration::from_millis(20))
-        .handler(move |e: Event| {
-            let seen = seen.clone();
-            async move {
-                seen.push(e);
-                Ok::<_, HandlerError>(())
-            }
+    let rows: Vec<(&str, String, &str)> = (0..n)
+        .map(|i| {
+            let action = if i < objects { "create" } else { "update" };
+            ("Note", format!("o{}", i % objects), action)
         })
-}
-
-/// Runs `worker` until a run takes nothing.
-async fn drain(worker: &Worker) -> usize {
-    let mut total = 0;
-    loop {
-        let n = worker.run_once().await.expect("run_once");
-        total += n;
-        if n == 0 {
-            return total;
-        }
-    }
-}
-
-async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn delivery_state(
-    db: &DatabaseConnection,
-    consumer: &str,
-    event_id: i64,
-) -> Option<(String, i32)> {
-    let b = db.get_database_backend();
-    let sql = match b {
-        DbBackend::Postgres => {
-            "SELECT state, attempts FROM distribute_deliveries WHERE consumer = $1 AND event_id = $2"
-        }
-        _ => {
-            "SELECT state, attempts FROM distribute_deliveries WHERE consumer = ? AND event_id = ?"
-        }
-    };
-    db.query_one_raw(Statement::from_sql_and_values(
-        b,
-        sql,
-        [consumer.into(), event_id.into()],
-    ))
-    .await
-    .expect("read delivery")
-    .map(|r| {
-        (
-            r.try_get("", "state").expect("state"),
-            r.try_get("", "attempts").expect("attempts"),
-        )
-    })
-}
-
-/// Whether `consumer` has handled the event: a `done` delivery, or (once the position moved past
-/// it) no delivery row at all below the position.
-async fn handled(db: &DatabaseConnection, consumer: &str, event_id: i64) -> bool {
-    if let Some((state, _)) = delivery_state(db, consumer, event_id).await {
-        return state == "done";
-    }
-    let b = db.get_database_backend();
-    let sql = match b {
-        DbBackend::Postgres => {
-            "SELECT COUNT(*) FROM distributes e, distribute_consumers c WHERE e.id = $1 AND c.name = $2 AND e.seq <= c.position"
-        }
-        _ => {
-            "SELECT COUNT(*) FROM distributes e, distribute_consumers c WHERE e.id = ? AND c.name = ? AND e.seq <= c.position"
-        }
-    };
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            b,
-            sql,
-            [event_id.into(), consumer.into()],
-        ))
-        .await
-        .expect("read position")
-        .expect("a row");
-    row.try_get_by_index::<i64>(0).expect("count") == 1
+        .collect();
+    write_events(db, &rows).await;
+    all_ids(db).await
 }
 
 #[tokio::test]
@@ -282,23 +154,14 @@ async fn an_event_committed_late_is_never_skipped() {
         let a = t.db.begin().await.expect("begin a");
         seed(&a, 1, 1).await;
         let b = t.db.begin().await.expect("begin b");
-        let mut insert = Query::insert();
-        insert
-            .into_table(Alias::new("distributes"))
-            .columns([
-                Alias::new("distributed_type"),
-                Alias::new("distributed_id"),
-                Alias::new("action"),
-                Alias::new("changes"),
-                Alias::new("created_at"),
-            ])
-            .values_panic([
-                Expr::val("Note"),
-                Expr::val("b"),
-                Expr::val("create"),
-                Expr::val(serde_json::json!({})),
-                Expr::val(chrono::Utc::now()),
-            ]);
+        let mut insert = insert_events(&[]);
+        insert.values_panic([
+            Expr::val("Note"),
+            Expr::val("b"),
+            Expr::val("create"),
+            Expr::val(serde_json::json!({})),
+            Expr::val(chrono::Utc::now()),
+        ]);
         b.execute(&insert).await.expect("insert b");
         b.commit().await.expect("commit b");
         assert_eq!(drain(&worker).await, 1, "{}: B's event", backend.name());
@@ -895,13 +758,9 @@ async fn bad_configuration_is_a_clear_error() {
 #[tokio::test]
 #[ignore = "started by a_killed_worker_loses_nothing in a child process"]
 async fn crash_child() {
-    let (Ok(url), Ok(marker)) = (
-        std::env::var("AAD_CRASH_URL"),
-        std::env::var("AAD_CRASH_MARKER"),
-    ) else {
+    let Some((db, marker)) = child_env().await else {
         return;
     };
-    let db = sea_orm::Database::connect(url).await.expect("connect");
     let _handle = Worker::builder(db, "replica")
         .lease(Duration::from_secs(2))
         .handler(move |e: Event| {
@@ -927,34 +786,16 @@ async fn a_killed_worker_loses_nothing() {
         let ids = seed(&t.db, 3, 3).await;
         let dir = tempfile::tempdir().expect("dir");
         let marker = dir.path().join("in-flight");
-        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "crash_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("AAD_CRASH_URL", &t.url)
-            .env("AAD_CRASH_MARKER", &marker)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the child worker");
-        let started = Instant::now();
-        while !marker.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the child never started an event"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut child = ChildWorker::start("crash_child", &t.url, &marker);
+        assert!(
+            poll_until(Duration::from_secs(60), async || marker.exists()).await,
+            "the child never started an event"
+        );
         let in_flight: i64 = std::fs::read_to_string(&marker)
             .expect("marker")
             .parse()
             .expect("id");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        child.kill();
         let killed = Instant::now();
 
         let seen = Seen::default();
@@ -995,20 +836,6 @@ async fn a_killed_worker_loses_nothing() {
     }
 }
 
-async fn position(db: &DatabaseConnection, consumer: &str) -> i64 {
-    let b = db.get_database_backend();
-    let sql = match b {
-        DbBackend::Postgres => "SELECT position FROM distribute_consumers WHERE name = $1",
-        _ => "SELECT position FROM distribute_consumers WHERE name = ?",
-    };
-    db.query_one_raw(Statement::from_sql_and_values(b, sql, [consumer.into()]))
-        .await
-        .expect("read position")
-        .expect("a consumer")
-        .try_get_by_index(0)
-        .expect("position")
-}
-
 async fn max_seq(db: &DatabaseConnection) -> i64 {
     Queue::new(db.clone()).sequence().await.expect("sequence");
     let row = db
@@ -1046,7 +873,7 @@ async fn a_held_object_does_not_pin_the_position() {
         seed(&t.db, 6, 2).await; // more events of o0 and o1
         drain(&worker).await;
         assert_eq!(
-            position(&t.db, "replica").await,
+            position(&t.db, "replica").await.expect("a consumer"),
             max_seq(&t.db).await,
             "{}",
             backend.name()
@@ -1078,7 +905,7 @@ async fn a_filtered_consumer_keeps_its_position_up() {
         drain(&worker).await;
         assert_eq!(seen.len(), 0);
         assert_eq!(
-            position(&t.db, "users-only").await,
+            position(&t.db, "users-only").await.expect("a consumer"),
             max_seq(&t.db).await,
             "{}",
             backend.name()

@@ -9,49 +9,27 @@
 mod common;
 
 use acts_as_distributed::{Event, Handler, HandlerError, Queue, RetryPolicy, Worker};
+use common::queue::*;
 use common::*;
-use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Writes one `update` event per `(distributed_type, distributed_id)` straight into
-/// `distributes`, in order, 500 rows per statement.
-async fn write_events<C: ConnectionTrait>(db: &C, objects: &[(&str, String)]) {
-    for (chunk_no, chunk) in objects.chunks(500).enumerate() {
-        let mut insert = Query::insert();
-        insert.into_table(Alias::new("distributes")).columns([
-            Alias::new("distributed_type"),
-            Alias::new("distributed_id"),
-            Alias::new("action"),
-            Alias::new("changes"),
-            Alias::new("created_at"),
-        ]);
-        for (i, (distributed_type, distributed_id)) in chunk.iter().enumerate() {
-            insert
-                .values([
-                    Expr::val(*distributed_type),
-                    Expr::val(distributed_id.as_str()),
-                    Expr::val("update"),
-                    Expr::val(serde_json::json!({ "n": chunk_no * 500 + i })),
-                    Expr::val(chrono::Utc::now()),
-                ])
-                .expect("values");
-        }
-        db.execute(&insert).await.expect("write events");
-    }
-}
-
-/// `Note` events, one per object name.
-fn notes<S: Into<String>>(objects: impl IntoIterator<Item = S>) -> Vec<(&'static str, String)> {
-    objects.into_iter().map(|o| ("Note", o.into())).collect()
+/// `update` events of `Note`s, one per object name.
+fn notes<S: Into<String>>(
+    objects: impl IntoIterator<Item = S>,
+) -> Vec<(&'static str, String, &'static str)> {
+    objects
+        .into_iter()
+        .map(|o| ("Note", o.into(), "update"))
+        .collect()
 }
 
 /// The ids of the events of object `distributed_id`, oldest first.
@@ -79,145 +57,6 @@ impl Failures {
     fn assert_none(self) {
         assert!(self.0.is_empty(), "\n{}\n", self.0.join("\n"));
     }
-}
-
-/// Everything a handler saw.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<Event>>>);
-
-impl Seen {
-    fn ids(&self) -> Vec<i64> {
-        self.0.lock().expect("seen").iter().map(|e| e.id).collect()
-    }
-    fn push(&self, e: Event) {
-        self.0.lock().expect("seen").push(e);
-    }
-    fn has_all(&self, ids: &[i64]) -> bool {
-        let got: HashSet<i64> = self.ids().into_iter().collect();
-        ids.iter().all(|id| got.contains(id))
-    }
-}
-
-/// A worker whose handler records every event and succeeds.
-fn recording(
-    db: &DatabaseConnection,
-    consumer: &str,
-    seen: &Seen,
-) -> acts_as_distributed::WorkerBuilder {
-    let seen = seen.clone();
-    Worker::builder(db.clone(), consumer)
-        .poll_interval(Duration::from_millis(50))
-        .listen(false)
-        .handler(move |e: Event| {
-            let seen = seen.clone();
-            async move {
-                seen.push(e);
-                Ok::<_, HandlerError>(())
-            }
-        })
-}
-
-/// Runs `worker` until a run takes nothing.
-async fn drain(worker: &Worker) -> usize {
-    let mut total = 0;
-    loop {
-        let n = worker.run_once().await.expect("run_once");
-        total += n;
-        if n == 0 {
-            return total;
-        }
-    }
-}
-
-/// Checks `done` every 20 ms until it holds or `limit` has passed; returns whether it held.
-async fn poll_until(limit: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done().await {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A statement with `?` placeholders, numbered for PostgreSQL.
-fn sql(db: &DatabaseConnection, text: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let b = db.get_database_backend();
-    let mut text = text.to_owned();
-    if b == DbBackend::Postgres {
-        let mut n = 0;
-        while let Some(i) = text.find('?') {
-            n += 1;
-            text.replace_range(i..=i, &format!("${n}"));
-        }
-    }
-    Statement::from_sql_and_values(b, text, values)
-}
-
-/// The state and attempts of `consumer`'s delivery of the event, if it has a row.
-async fn delivery_state(
-    db: &DatabaseConnection,
-    consumer: &str,
-    event_id: i64,
-) -> Option<(String, i32)> {
-    db.query_one_raw(sql(
-        db,
-        "SELECT state, attempts FROM distribute_deliveries WHERE consumer = ? AND event_id = ?",
-        vec![consumer.into(), event_id.into()],
-    ))
-    .await
-    .expect("read delivery")
-    .map(|r| {
-        (
-            r.try_get("", "state").expect("state"),
-            r.try_get("", "attempts").expect("attempts"),
-        )
-    })
-}
-
-/// Whether `consumer` has handled the event: a `done` delivery, or no row and the position past it.
-async fn handled(db: &DatabaseConnection, consumer: &str, event_id: i64) -> bool {
-    if let Some((state, _)) = delivery_state(db, consumer, event_id).await {
-        return state == "done";
-    }
-    db.query_one_raw(sql(
-        db,
-        "SELECT COUNT(*) FROM distributes e, distribute_consumers c \
-         WHERE e.id = ? AND c.name = ? AND e.seq <= c.position",
-        vec![event_id.into(), consumer.into()],
-    ))
-    .await
-    .expect("read position")
-    .expect("a row")
-    .try_get_by_index::<i64>(0)
-    .expect("count")
-        == 1
-}
-
-/// How many of `ids` `consumer` has handled.
-async fn count_handled(db: &DatabaseConnection, consumer: &str, ids: &[i64]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if handled(db, consumer, *id).await {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// A consumer's position.
-async fn position(db: &DatabaseConnection, consumer: &str) -> Option<i64> {
-    db.query_one_raw(sql(
-        db,
-        "SELECT position FROM distribute_consumers WHERE name = ?",
-        vec![consumer.into()],
-    ))
-    .await
-    .expect("read position")
-    .map(|r| r.try_get_by_index(0).expect("position"))
 }
 
 /// Milliseconds since the epoch (the parent and its children share the host's clock).
@@ -295,65 +134,6 @@ fn read_ledger(ledger: &Path) -> Vec<Handling> {
     out
 }
 
-/// The environment of a child worker process.
-const CHILD_URL: &str = "AAD_FAULT_URL";
-const CHILD_LEDGER: &str = "AAD_FAULT_LEDGER";
-
-/// A worker in a child process: this test binary running one ignored child test. Killed (and
-/// reaped) when dropped, so a failing test leaves no process behind.
-struct ChildWorker(std::process::Child);
-
-impl ChildWorker {
-    fn start(test: &str, url: &str, ledger: &Path, dir: &Path) -> Self {
-        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                test,
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_URL, url)
-            .env(CHILD_LEDGER, ledger)
-            // A core dump of an aborting child lands in the temporary directory.
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the child worker");
-        Self(child)
-    }
-
-    /// `kill -<signal> <pid>` (`STOP`, `CONT`).
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), self.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().expect("child status")
-    }
-}
-
-impl Drop for ChildWorker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The database and ledger a child test was started with, or `None` when run on its own.
-async fn child_env() -> Option<(DatabaseConnection, PathBuf)> {
-    let (Ok(url), Ok(ledger)) = (std::env::var(CHILD_URL), std::env::var(CHILD_LEDGER)) else {
-        return None;
-    };
-    let db = sea_orm::Database::connect(url).await.expect("connect");
-    Some((db, PathBuf::from(ledger)))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Defect 1: `after` stalls the whole consumer
 // ---------------------------------------------------------------------------------------------
@@ -408,7 +188,7 @@ async fn after_keeps_delivering_other_objects_while_upstream_holds_one_back() {
         );
 
         let dependent = Seen::default();
-        let b = recording(&t.db, "b", &dependent)
+        let b = polling_recording(&t.db, "b", &dependent)
             .after(["a"])
             .batch_size(100)
             .build()
@@ -462,19 +242,22 @@ async fn a_worker_with_another_filter_is_refused_and_nothing_is_skipped() {
     for backend in backends() {
         let t = TestDb::new(&backend).await;
         let wide_seen = Seen::default();
-        let wide = recording(&t.db, "c", &wide_seen)
+        let wide = polling_recording(&t.db, "c", &wide_seen)
             .types(["Note", "User"])
             .build()
             .expect("build the wide worker");
         assert_eq!(wide.run_once().await.expect("register c"), 0);
 
         let mut objects = notes(["n1", "n2", "n3"]);
-        objects.extend(["u1", "u2", "u3"].map(|u| ("User", u.to_owned())));
+        objects.extend(["u1", "u2", "u3"].map(|u| ("User", u.to_owned(), "update")));
         write_events(&t.db, &objects).await;
-        let all: Vec<i64> = events(&t.db).await.into_iter().map(|e| e.id).collect();
+        let all = all_ids(&t.db).await;
 
         let narrow_seen = Seen::default();
-        let narrow = match recording(&t.db, "c", &narrow_seen).types(["User"]).build() {
+        let narrow = match polling_recording(&t.db, "c", &narrow_seen)
+            .types(["User"])
+            .build()
+        {
             Ok(worker) => worker.run_once().await,
             Err(e) => Err(e),
         };
@@ -537,7 +320,7 @@ async fn an_event_that_kills_the_worker_ends_dead_and_spares_its_batch() {
         let started = Instant::now();
         let (mut crashes, mut done) = (0, false);
         for _ in 0..10 {
-            let mut child = ChildWorker::start("abort_child", &t.url, &ledger, dir.path());
+            let mut child = ChildWorker::start("abort_child", &t.url, &ledger);
             let round = Instant::now();
             loop {
                 if settled().await {
@@ -665,7 +448,7 @@ async fn a_long_open_transaction_delays_only_its_own_event() {
         ];
 
         let seen = Seen::default();
-        let worker = recording(&t.db, "replica", &seen)
+        let worker = polling_recording(&t.db, "replica", &seen)
             .build()
             .expect("build")
             .spawn();
@@ -754,7 +537,7 @@ async fn a_worker_that_lost_its_lease_stops_and_does_not_ack() {
         let dir = tempfile::tempdir().expect("dir");
         let ledger = dir.path().join("ledger");
 
-        let child = ChildWorker::start("slow_child", &t.url, &ledger, dir.path());
+        let child = ChildWorker::start("slow_child", &t.url, &ledger);
         let third = poll_until(Duration::from_secs(30), async || {
             read_ledger(&ledger)
                 .iter()
@@ -910,7 +693,7 @@ async fn a_batch_handler_panic_is_blamed_on_the_event_that_causes_it() {
     for backend in backends() {
         let t = TestDb::new(&backend).await;
         write_events(&t.db, &notes((0..5).map(|i| format!("o{i}")))).await;
-        let ids: Vec<i64> = events(&t.db).await.into_iter().map(|e| e.id).collect();
+        let ids = all_ids(&t.db).await;
         let culprit = ids[2];
         let worker = Worker::builder(t.db.clone(), "batches")
             .handler(Arc::new(PanicsOn { culprit }) as Arc<dyn Handler>)
@@ -981,7 +764,7 @@ async fn after_naming_an_unregistered_consumer_is_reported() {
         let t = TestDb::new(&backend).await;
         write_events(&t.db, &notes(["o1", "o2", "o3"])).await;
         let seen = Seen::default();
-        let outcome = match recording(&t.db, "source", &seen)
+        let outcome = match polling_recording(&t.db, "source", &seen)
             .after(["retired-indexer"])
             .build()
         {
@@ -1071,7 +854,9 @@ async fn a_delivery_whose_event_is_gone_does_not_block_its_object() {
         .expect("delete the events");
 
         let seen = Seen::default();
-        let next = recording(&t.db, "replica", &seen).build().expect("build");
+        let next = polling_recording(&t.db, "replica", &seen)
+            .build()
+            .expect("build");
         let later = [x[1], y[1]];
         let delivered = poll_until(Duration::from_secs(3), async || {
             next.run_once().await.expect("run_once");

@@ -4,10 +4,11 @@
 mod common;
 
 use acts_as_distributed::{Error, Queue, Replicator, without_distributing};
+use common::queue::stops_within;
 use common::*;
 use sea_orm::prelude::{Decimal, Uuid};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, NotSet, Set};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An entity whose `secret` never travels: the replica's column for it may be NULL.
 mod account {
@@ -51,6 +52,19 @@ mod account_replica_table {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A SQLite source with the test tables, and as the replica an empty database (no tables at all)
+/// on `backend`.
+async fn source_and_empty_replica(backend: &Backend) -> (TestDb, TestDb) {
+    let source = TestDb::new(&Backend::Sqlite).await;
+    (source, TestDb::empty(backend).await)
+}
+
+/// A SQLite source and a replica on `backend`, both with the test tables.
+async fn source_and_replica(backend: &Backend) -> (TestDb, TestDb) {
+    let source = TestDb::new(&Backend::Sqlite).await;
+    (source, TestDb::new(backend).await)
+}
+
 fn customers_replicator(replica: &DatabaseConnection) -> Replicator {
     Replicator::builder(replica.clone())
         .entity::<customer::Entity>()
@@ -84,8 +98,7 @@ async fn new_customer(db: &DatabaseConnection, name: &str) {
 #[tokio::test]
 async fn a_replicator_worker_into_a_replica_without_tables_stops_at_once() {
     for backend in backends() {
-        let source = TestDb::new(&Backend::Sqlite).await;
-        let replica = TestDb::empty(&backend).await;
+        let (source, replica) = source_and_empty_replica(&backend).await;
         let replicator = customers_replicator(&replica.db);
         let worker = replicator
             .worker(source.db.clone(), "replica")
@@ -101,11 +114,11 @@ async fn a_replicator_worker_into_a_replica_without_tables_stops_at_once() {
             .build()
             .expect("build")
             .spawn();
-        let started = Instant::now();
-        while !handle.is_finished() && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(handle.is_finished(), "{}: stopped at once", backend.name());
+        assert!(
+            stops_within(&handle, Duration::from_secs(10)).await,
+            "{}: stopped at once",
+            backend.name()
+        );
         let ended = handle.shutdown(Duration::from_secs(1)).await;
         assert!(
             matches!(ended, Err(Error::Config(_))),
@@ -123,8 +136,7 @@ async fn a_replicator_worker_into_a_replica_without_tables_stops_at_once() {
 #[tokio::test]
 async fn a_snapshot_into_a_replica_without_tables_fails_at_once_and_registers_nothing() {
     for backend in backends() {
-        let source = TestDb::new(&Backend::Sqlite).await;
-        let replica = TestDb::empty(&backend).await;
+        let (source, replica) = source_and_empty_replica(&backend).await;
         let replicator = customers_replicator(&replica.db);
         let result = replicator.snapshot(&source.db, "replica").run().await;
         assert!(
@@ -139,8 +151,7 @@ async fn a_snapshot_into_a_replica_without_tables_fails_at_once_and_registers_no
 #[tokio::test]
 async fn a_snapshot_that_fails_while_copying_leaves_no_consumer() {
     for backend in backends() {
-        let source = TestDb::new(&Backend::Sqlite).await;
-        let replica = TestDb::new(&backend).await;
+        let (source, replica) = source_and_replica(&backend).await;
         // The replica refuses a second customer of the same name; the source has two.
         replica
             .db
@@ -185,9 +196,8 @@ async fn a_snapshot_that_fails_while_copying_leaves_no_consumer() {
 #[tokio::test]
 async fn a_null_replica_column_the_entity_cannot_hold_is_a_permanent_error_that_says_so() {
     for backend in backends() {
-        let source = TestDb::new(&Backend::Sqlite).await;
+        let (source, replica) = source_and_replica(&backend).await;
         source.create_table(account::Entity).await;
-        let replica = TestDb::new(&backend).await;
         replica.create_table(account_replica_table::Entity).await;
         acts_as_distributed::transaction(&source.db, |txn| {
             Box::pin(async move {

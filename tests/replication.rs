@@ -870,22 +870,19 @@ async fn configuration_mistakes_are_clear() {
     let db = TestDb::new(&Backend::Sqlite).await;
     let none = Replicator::builder(db.db.clone())
         .build()
-        .err()
-        .expect("no entities");
+        .expect_err("no entities");
     assert!(none.to_string().contains("register them"), "{none}");
     let twice = Replicator::builder(db.db.clone())
         .entity::<customer::Entity>()
         .entity::<customer::Entity>()
         .build()
-        .err()
-        .expect("twice");
+        .expect_err("twice");
     assert!(twice.to_string().contains("`Customer`"), "{twice}");
     let echo = Replicator::builder(db.db.clone())
         .entity::<customer::Entity>()
         .record_as("x")
         .skip_client_id("x")
         .build()
-        .err()
-        .expect("echo");
+        .expect_err("echo");
     assert!(echo.to_string().contains("record_as"), "{echo}");
 }

@@ -3,26 +3,29 @@
 
 mod common;
 
-use acts_as_distributed::{Error, HandlerError, Queue, Worker, WorkerState};
+use acts_as_distributed::{Error, HandlerError, Queue, Worker, WorkerHandle, WorkerState};
+use common::queue::{poll_until, stops_within};
 use common::{TestDb, backends};
-use std::time::{Duration, Instant};
+use sea_orm::DatabaseConnection;
+use std::time::Duration;
+
+/// A spawned worker of `consumer` whose handler succeeds at once; it polls every 50 ms.
+fn spawn_worker(db: &DatabaseConnection, consumer: &str) -> WorkerHandle {
+    Worker::builder(db.clone(), consumer)
+        .poll_interval(Duration::from_millis(50))
+        .handler(|_| async { Ok::<_, HandlerError>(()) })
+        .build()
+        .expect("build")
+        .spawn()
+}
 
 #[tokio::test]
 async fn a_worker_without_the_queue_tables_stops_at_once_with_missing_migration() {
     for backend in backends() {
         let t = TestDb::empty(&backend).await;
-        let handle = Worker::builder(t.db.clone(), "mailer")
-            .poll_interval(Duration::from_millis(50))
-            .handler(|_| async { Ok::<_, HandlerError>(()) })
-            .build()
-            .expect("build")
-            .spawn();
-        let started = Instant::now();
-        while !handle.is_finished() && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let handle = spawn_worker(&t.db, "mailer");
         assert!(
-            handle.is_finished(),
+            stops_within(&handle, Duration::from_secs(10)).await,
             "{}: the worker stopped",
             backend.name()
         );
@@ -82,16 +85,12 @@ async fn a_running_worker_reports_itself_running_and_counts_its_events() {
             .await
             .expect("record");
         }
-        let handle = Worker::builder(t.db.clone(), "notes")
-            .poll_interval(Duration::from_millis(50))
-            .handler(|_| async { Ok::<_, HandlerError>(()) })
-            .build()
-            .expect("build")
-            .spawn();
-        let started = Instant::now();
-        while handle.health().events < 3 && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let handle = spawn_worker(&t.db, "notes");
+        // Up to 10 s for the 3 events; the assertions below say what the worker reports.
+        poll_until(Duration::from_secs(10), async || {
+            handle.health().events >= 3
+        })
+        .await;
         let health = handle.health();
         assert_eq!(health.events, 3, "{}: {health:?}", backend.name());
         assert_eq!(health.state, WorkerState::Running, "{}", backend.name());

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unused_imports)]
 
+pub mod queue;
+
 pub use acts_as_distributed_suite::entities::*;
 pub use acts_as_distributed_suite::testdb::{Backend, TestDb, backends};
 
