@@ -211,7 +211,7 @@ impl BatchRunner {
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
         for c in group {
-            let Ok(event) = c.event.as_ref().map(Clone::clone) else {
+            let Ok(event) = c.event.clone() else {
                 continue;
             };
             if held.contains(&c) || !deadline.holds() {
