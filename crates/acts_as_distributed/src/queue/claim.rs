@@ -143,15 +143,17 @@ async fn crash_accounting<C: ConnectionTrait>(
             .push(" AND lease_owner IS NOT NULL AND available_at <= ")
             .bind(now);
     };
-    let mut q = Sql::new("SELECT event_id FROM distribute_deliveries WHERE consumer = ");
+    // One read on the happy path (it finds nothing): the stranded leases with their attempts.
+    let mut q = Sql::new("SELECT event_id, attempts FROM distribute_deliveries WHERE consumer = ");
     stranded(&mut q);
-    q.push(" AND attempts >= ").bind(max_attempts as i64);
-    let exhausted: Vec<i64> = txn
-        .query_all_raw(q.build(b))
-        .await?
-        .iter()
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .collect::<Result<_, _>>()?;
+    let rows = txn.query_all_raw(q.build(b)).await?;
+    let mut exhausted = Vec::new();
+    for row in &rows {
+        let attempts: i32 = row.try_get("", "attempts")?;
+        if attempts.max(0) as u32 >= max_attempts {
+            exhausted.push(row.try_get::<i64>("", "event_id")?);
+        }
+    }
     if !exhausted.is_empty() {
         tracing::warn!(events = ?exhausted, consumer, "events whose workers stopped on every attempt are dead");
         let mut q = Sql::new("UPDATE distribute_deliveries SET state = ");
@@ -176,17 +178,15 @@ async fn crash_accounting<C: ConnectionTrait>(
             .push(")");
         txn.execute_raw(q.build(b)).await?;
     }
-    let mut q = Sql::new("SELECT 1 FROM distribute_deliveries WHERE consumer = ");
-    stranded(&mut q);
-    q.push(" LIMIT 1");
-    Ok(txn.query_one_raw(q.build(b)).await?.is_some())
+    Ok(rows.len() > exhausted.len())
 }
 
 /// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
 /// events, then new events in `seq` order. A new event whose object is held back (see
 /// [`DeadEvents::holds`](super::DeadEvents)) or that an `after` consumer has not handled yet is
 /// parked as `waiting`, and so are the later events of its object in the batch, so that the
-/// position can move past them and they never fill a later claim's window. Claims of one consumer are serialized by a lock on its row.
+/// position can move past them and they never fill a later claim's window. Claims of one
+/// consumer are serialized by a lock on its row.
 pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Result<Claim> {
     let b = db.get_database_backend();
     let consumer: &str = req.consumer;
