@@ -112,6 +112,7 @@ async fn migrations_join_an_applications_own_migrator() {
                 "m20261128_000001_create_distributes",
                 "m20261128_000002_create_queue",
                 "m20261128_000003_add_previous",
+                "m20261201_000004_batch_leases",
             ],
             "{}",
             backend.name()

@@ -841,7 +841,7 @@ async fn a_delivery_whose_event_is_gone_does_not_block_its_object() {
                 delivery_state(&t.db, "replica", x1).await.map(|s| s.0),
                 delivery_state(&t.db, "replica", y1).await.map(|s| s.0),
             ),
-            (Some("retry".to_owned()), Some("leased".to_owned())),
+            (Some("retry".to_owned()), Some("waiting".to_owned())),
             "{}: precondition: x1 errored, y1 given back at shutdown",
             backend.name()
         );

@@ -26,6 +26,7 @@
 //!         "m20261128_000001_create_distributes",
 //!         "m20261128_000002_create_queue",
 //!         "m20261128_000003_add_previous",
+//!         "m20261201_000004_batch_leases",
 //!     ]
 //! );
 //! ```
@@ -58,10 +59,12 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_distributes;
 mod m20261128_000002_create_queue;
 mod m20261128_000003_add_previous;
+mod m20261201_000004_batch_leases;
 
 pub use m20261128_000001_create_distributes::CreateDistributes;
 pub use m20261128_000002_create_queue::CreateQueue;
 pub use m20261128_000003_add_previous::AddPrevious;
+pub use m20261201_000004_batch_leases::BatchLeases;
 
 /// Every migration of the `distributes` table, oldest first: extend your own `Migrator`'s
 /// `migrations()` with these (see the [crate docs](crate)).
@@ -70,6 +73,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(CreateDistributes),
         Box::new(CreateQueue),
         Box::new(AddPrevious),
+        Box::new(BatchLeases),
     ]
 }
 

@@ -39,3 +39,14 @@ pub(crate) async fn begin_consistent_read<C: TransactionTrait + ConnectionTrait>
     })
     .await
 }
+
+/// The database's clock as milliseconds since the Unix epoch, as an SQL expression. Leases and
+/// retry times are set and compared on this one clock, so a worker whose own clock is off (or
+/// that was paused) never sees a lease as its own for longer than the database does.
+pub(crate) fn now_sql(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        DbBackend::MySql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+        _ => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+    }
+}

@@ -114,8 +114,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The tables of acts_as_distributed, longest name first so that `distributes` does not match
 /// inside `distribute_consumers`.
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "distribute_deliveries",
+    "distribute_batches",
     "distribute_consumers",
     "distribute_sequencer",
     "distributes",
@@ -138,6 +139,11 @@ pub(crate) fn missing_migration(e: &DbErr) -> Option<Error> {
             "the column `distributes.previous`".to_owned(),
             Some("m20261128_000003_add_previous"),
         )
+    } else if missing_column && lower.contains("claimed_to") {
+        (
+            "the column `distribute_consumers.claimed_to`".to_owned(),
+            Some("m20261201_000004_batch_leases"),
+        )
     } else if missing_column && lower.contains("seq") {
         (
             "the column `distributes.seq`".to_owned(),
@@ -145,10 +151,10 @@ pub(crate) fn missing_migration(e: &DbErr) -> Option<Error> {
         )
     } else if missing_table {
         let table = TABLES.iter().find(|t| lower.contains(*t))?;
-        let migration = if *table == "distributes" {
-            "m20261128_000001_create_distributes"
-        } else {
-            "m20261128_000002_create_queue"
+        let migration = match *table {
+            "distributes" => "m20261128_000001_create_distributes",
+            "distribute_batches" => "m20261201_000004_batch_leases",
+            _ => "m20261128_000002_create_queue",
         };
         (format!("the table `{table}`"), Some(migration))
     } else {

@@ -1,15 +1,18 @@
 //! Claiming a batch: due retries, expired leases and waiting events first, then new events in
 //! `seq` order, leased to one worker in one transaction.
 
+use super::batch::{BatchRow, Leftover, batches_of, dissolve, objects_in};
 use super::consumer::{ConsumerConfig, push_claimable};
-use super::lease::BatchLease;
+use super::lease::{BatchLease, Held};
+use super::sequencer::last_seq;
 use super::state::DeliveryState;
+use crate::backend::{has_returning, now_sql};
 use crate::error::{Error, Result};
 use crate::event::{Action, Event};
-use crate::sql::{Sql, marks, ms, now_ms, scalar, stmt};
+use crate::sql::{Sql, marks, ms, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, TransactionTrait, Value};
 use serde_json::Value as Json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct Claimed {
     pub id: i64,
+    pub seq: i64,
     pub distributed_type: String,
     pub distributed_id: String,
     /// Which attempt this is, from 1.
@@ -42,12 +46,16 @@ pub(crate) struct ClaimRequest<'a> {
     pub max_attempts: u32,
 }
 
-/// One claimed batch: its events, how many new events were parked as waiting, and the lease
-/// through which the worker settles them.
+/// One claimed batch: its events, how many new events were parked as waiting, the lease
+/// through which the worker settles them, and which of its objects have earlier events in other
+/// workers' batches (`deferred`, to be started only once the batches named in `behind` are
+/// settled).
 pub(crate) struct Claim {
     pub events: Vec<Claimed>,
     pub parked: usize,
     pub lease: BatchLease,
+    pub deferred: HashSet<(String, String)>,
+    pub behind: Vec<i64>,
 }
 
 const EVENT_COLUMNS: &str = "e.id, e.seq, e.distributed_type, e.distributed_id, e.action, e.changes, \
@@ -55,6 +63,7 @@ const EVENT_COLUMNS: &str = "e.id, e.seq, e.distributed_type, e.distributed_id, 
 
 fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
     let id: i64 = row.try_get("", "id")?;
+    let seq: i64 = row.try_get("", "seq")?;
     let distributed_type: String = row.try_get("", "distributed_type")?;
     let distributed_id: String = row.try_get("", "distributed_id")?;
     let event = (|| {
@@ -77,7 +86,7 @@ fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
         }
         Ok(Event {
             id,
-            seq: row.try_get("", "seq").map_err(|e| e.to_string())?,
+            seq,
             distributed_type: distributed_type.clone(),
             distributed_id: distributed_id.clone(),
             action,
@@ -93,6 +102,7 @@ fn read_claimed(row: &QueryResult, attempt: u32) -> Result<Claimed, DbErr> {
     })();
     Ok(Claimed {
         id,
+        seq,
         distributed_type,
         distributed_id,
         attempt,
@@ -135,6 +145,7 @@ async fn crash_accounting<C: ConnectionTrait>(
     now: i64,
     max_attempts: u32,
 ) -> Result<bool> {
+    // `now` is the database's clock, read when the claim took its lock.
     let b = txn.get_database_backend();
     let stranded = |q: &mut Sql| {
         q.bind(consumer)
@@ -181,43 +192,71 @@ async fn crash_accounting<C: ConnectionTrait>(
     Ok(rows.len() > exhausted.len())
 }
 
+/// Takes the consumer's lock (its row) and reads, on the database's clock, when it was taken and
+/// how far the consumer has claimed. Times start once the lock is held, so waiting for it does
+/// not shorten the lease.
+async fn lock_consumer<C: ConnectionTrait>(txn: &C, consumer: &str) -> Result<(i64, i64)> {
+    let b = txn.get_database_backend();
+    let mut q = Sql::new(&format!(
+        "UPDATE distribute_consumers SET claimed_at = {} WHERE name = ",
+        now_sql(b)
+    ));
+    q.bind(consumer);
+    let row = if has_returning(txn) {
+        q.push(" RETURNING claimed_at, claimed_to");
+        txn.query_one_raw(q.build(b)).await?
+    } else {
+        let locked = txn.execute_raw(q.build(b)).await?.rows_affected();
+        if locked == 0 {
+            None
+        } else {
+            txn.query_one_raw(stmt(
+                b,
+                "SELECT claimed_at, claimed_to FROM distribute_consumers WHERE name = ?",
+                vec![consumer.into()],
+            ))
+            .await?
+        }
+    };
+    let row = row.ok_or_else(|| Error::UnknownConsumer {
+        consumer: consumer.to_owned(),
+    })?;
+    Ok((
+        row.try_get("", "claimed_at")?,
+        row.try_get("", "claimed_to")?,
+    ))
+}
+
 /// Leases up to `limit` events to `owner`: first the due retries, expired leases and waiting
-/// events, then new events in `seq` order. A new event whose object is held back (see
+/// events (delivery rows), then new events above the consumer's `claimed_to` in `seq` order, as
+/// one batch row. A new event whose object is held back (see
 /// [`DeadEvents::holds`](super::DeadEvents)) or that an `after` consumer has not handled yet is
-/// parked as `waiting`, and so are the later events of its object in the batch, so that the
-/// position can move past them and they never fill a later claim's window. Claims of one
-/// consumer are serialized by a lock on its row.
+/// parked as `waiting`, and so are the later events of its object in the batch, so that they
+/// never fill a later claim's window. Batches whose worker stopped are turned into delivery rows
+/// first. Claims of one consumer are serialized by a lock on its row.
 pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Result<Claim> {
     let b = db.get_database_backend();
     let consumer: &str = req.consumer;
     let owner: &str = req.owner;
     let asked_at = std::time::Instant::now();
     let txn = db.begin().await?;
-    let locked = txn
-        .execute_raw(stmt(
-            b,
-            "UPDATE distribute_consumers SET claimed_at = ? WHERE name = ?",
-            vec![now_ms().into(), consumer.into()],
-        ))
-        .await?;
-    if locked.rows_affected() == 0 {
-        return Err(Error::UnknownConsumer {
-            consumer: consumer.to_owned(),
-        });
-    }
-    // Times start once the lock is held, so waiting for it does not shorten the lease.
-    let now = now_ms();
+    let (now, claimed_to) = lock_consumer(&txn, consumer).await?;
     let until = now.saturating_add(ms(req.lease));
-    let position = scalar(
-        &txn,
-        stmt(
-            b,
-            "SELECT position FROM distribute_consumers WHERE name = ?",
-            vec![consumer.into()],
-        ),
-    )
-    .await?
-    .unwrap_or(0);
+    // Read before the new events, so that every event up to it is among those this claim sees.
+    let horizon = last_seq(&txn).await?;
+
+    // Batches whose lease ran out (their worker stopped, or was paused) become delivery rows,
+    // whose attempts count; a batch of this worker's own that it could not settle is given back.
+    let mut others = Vec::new();
+    for batch in batches_of(&txn, consumer).await? {
+        if batch.owner == owner && batch.leased_until > now {
+            dissolve(&txn, consumer, req.config, &batch, Leftover::Given).await?;
+        } else if batch.leased_until <= now {
+            dissolve(&txn, consumer, req.config, &batch, Leftover::Stranded).await?;
+        } else {
+            others.push(batch);
+        }
+    }
 
     // A lease that ran out while its worker still owned it means that worker stopped before
     // finishing (a crash, a kill, a pause, a lost connection). Such attempts count: an event whose
@@ -227,7 +266,146 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     // attempts of an event that kills its worker are its own and not those of its batch.
     let limit = if crashed { 1 } else { req.limit };
 
-    // Due retries, expired leases and waiting events whose object is free.
+    let mut claimed = claim_due(&txn, req, now, until, limit).await?;
+    let due_ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+
+    // New events above what the consumer has claimed.
+    let room = if crashed {
+        0
+    } else {
+        limit.saturating_sub(claimed.len() as u64)
+    };
+    let mut parked = 0;
+    let mut batch = None;
+    if room > 0 {
+        let mut q = Sql::new(&format!("SELECT {EVENT_COLUMNS}, CASE WHEN "));
+        req.config.push_unblocked(&mut q, consumer, "e");
+        q.push(" THEN 0 ELSE 1 END AS blocked, CASE WHEN ");
+        push_after_ok(&mut q, &req.config.after);
+        q.push(" THEN 1 ELSE 0 END AS after_ok FROM distributes e WHERE e.seq > ")
+            .bind(claimed_to);
+        req.config.push_filter(&mut q);
+        // A snapshot's hand-over records events above the position as done.
+        q.push(" AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ")
+            .bind(consumer)
+            .push(" AND d.event_id = e.id) ORDER BY e.seq LIMIT ")
+            .bind(room as i64);
+        let rows = txn.query_all_raw(q.build(b)).await?;
+        // An event is parked as waiting when its object is held back, when an `after` consumer
+        // has not handled it yet, or behind an event of its object parked in this batch. Parked,
+        // it no longer fills the window of later claims.
+        let mut waiting: HashSet<(String, String)> = HashSet::new();
+        let mut waiting_ids = Vec::new();
+        let mut last = claimed_to;
+        let mut leased = 0;
+        for row in &rows {
+            let c = read_claimed(row, 1)?;
+            last = last.max(c.seq);
+            let object = c.object();
+            let held = flag(row, "blocked")? == 1 || flag(row, "after_ok")? == 0;
+            if held || waiting.contains(&object) {
+                waiting.insert(object);
+                waiting_ids.push(c.id);
+            } else {
+                leased += 1;
+                claimed.push(c);
+            }
+        }
+        parked = waiting_ids.len();
+        if parked > 0 {
+            park(&txn, consumer, &waiting_ids).await?;
+        }
+        if leased > 0 {
+            txn.execute_raw(stmt(
+                b,
+                &format!(
+                    "INSERT INTO distribute_batches (consumer, lo, hi, owner, leased_until, created_at) \
+                     VALUES (?, ?, ?, ?, ?, {})",
+                    now_sql(b)
+                ),
+                vec![
+                    consumer.into(),
+                    claimed_to.into(),
+                    last.into(),
+                    owner.into(),
+                    until.into(),
+                ],
+            ))
+            .await?;
+            batch = Some(BatchRow {
+                lo: claimed_to,
+                hi: last,
+                owner: owner.to_owned(),
+                leased_until: until,
+            });
+        }
+        // A window that was not full saw every matching event up to the horizon.
+        let reach = if (rows.len() as u64) < room {
+            last.max(horizon)
+        } else {
+            last
+        };
+        if reach > claimed_to {
+            txn.execute_raw(stmt(
+                b,
+                "UPDATE distribute_consumers SET claimed_to = ? WHERE name = ?",
+                vec![reach.into(), consumer.into()],
+            ))
+            .await?;
+        }
+    }
+
+    // Objects with events in other workers' batches wait for those batches to be settled.
+    let busy = objects_in(&txn, req.config, &others).await?;
+    let deferred: HashSet<(String, String)> = claimed
+        .iter()
+        .map(Claimed::object)
+        .filter(|o| busy.contains(o))
+        .collect();
+    txn.commit().await?;
+
+    let seqs: HashMap<i64, (i64, String, String)> = claimed
+        .iter()
+        .map(|c| {
+            (
+                c.id,
+                (c.seq, c.distributed_type.clone(), c.distributed_id.clone()),
+            )
+        })
+        .collect();
+    let lease = BatchLease::new(
+        db.clone(),
+        req.consumer.clone(),
+        req.owner.clone(),
+        Held {
+            rows: due_ids,
+            batch: batch.map(|b| b.lo),
+            events: seqs,
+        },
+        req.lease,
+        asked_at,
+    );
+    Ok(Claim {
+        events: claimed,
+        parked,
+        lease,
+        deferred,
+        behind: others.iter().map(|b| b.lo).collect(),
+    })
+}
+
+/// Leases the due retries, expired leases and waiting events whose object is free (delivery
+/// rows), up to `limit`.
+async fn claim_due<C: ConnectionTrait>(
+    txn: &C,
+    req: &ClaimRequest<'_>,
+    now: i64,
+    until: i64,
+    limit: u64,
+) -> Result<Vec<Claimed>> {
+    let b = txn.get_database_backend();
+    let consumer: &str = req.consumer;
+    let owner: &str = req.owner;
     let mut q = Sql::new(&format!(
         "SELECT {EVENT_COLUMNS}, d.attempts FROM distribute_deliveries d \
          JOIN distributes e ON e.id = d.event_id WHERE d.consumer = "
@@ -246,31 +424,35 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     }
     q.push(" ORDER BY d.seq LIMIT ").bind(limit as i64);
     let due = txn.query_all_raw(q.build(b)).await?;
-    let mut claimed = Vec::with_capacity(limit as usize);
-    if !due.is_empty() {
-        let ids: Vec<i64> = due
-            .iter()
-            .map(|r| r.try_get("", "id"))
-            .collect::<Result<_, _>>()?;
-        // Re-checked here: a worker whose lease expired may have settled the event meanwhile.
-        let mut q = Sql::new("UPDATE distribute_deliveries SET state = ");
-        q.bind(DeliveryState::Leased)
-            .push(", attempts = attempts + 1, available_at = ")
-            .bind(until)
-            .push(", lease_owner = ")
-            .bind(owner)
-            .push(", updated_at = ")
-            .bind(now)
-            .push(" WHERE consumer = ")
-            .bind(consumer)
-            .push(" AND state IN ");
-        push_claimable(&mut q);
-        q.push(" AND available_at <= ")
-            .bind(now)
-            .push(" AND event_id IN (")
-            .bind_list(ids.iter().copied())
-            .push(")");
-        txn.execute_raw(q.build(b)).await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = due
+        .iter()
+        .map(|r| r.try_get("", "id"))
+        .collect::<Result<_, _>>()?;
+    // Re-checked here: a worker whose lease expired may have settled the event meanwhile.
+    let mut q = Sql::new("UPDATE distribute_deliveries SET state = ");
+    q.bind(DeliveryState::Leased)
+        .push(", attempts = attempts + 1, available_at = ")
+        .bind(until)
+        .push(", lease_owner = ")
+        .bind(owner)
+        .push(", updated_at = ")
+        .bind(now)
+        .push(" WHERE consumer = ")
+        .bind(consumer)
+        .push(" AND state IN ");
+    push_claimable(&mut q);
+    q.push(" AND available_at <= ")
+        .bind(now)
+        .push(" AND event_id IN (")
+        .bind_list(ids.iter().copied())
+        .push(")");
+    let taken = txn.execute_raw(q.build(b)).await?.rows_affected();
+    let mine: Option<HashSet<i64>> = if taken == ids.len() as u64 {
+        None
+    } else {
         let mut q = Sql::new("SELECT event_id FROM distribute_deliveries WHERE consumer = ");
         q.bind(consumer)
             .push(" AND lease_owner = ")
@@ -282,105 +464,43 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
             .push(" AND event_id IN (")
             .bind_list(ids.iter().copied())
             .push(")");
-        let mine: HashSet<i64> = txn
-            .query_all_raw(q.build(b))
-            .await?
-            .iter()
-            .map(|r| r.try_get_by_index::<i64>(0))
-            .collect::<Result<_, _>>()?;
-        for row in &due {
-            let attempts: i32 = row.try_get("", "attempts")?;
-            let c = read_claimed(row, attempts.max(0) as u32 + 1)?;
-            if mine.contains(&c.id) {
-                claimed.push(c);
-            }
-        }
-    }
-
-    // New events above the position.
-    let room = if crashed {
-        0
-    } else {
-        limit.saturating_sub(claimed.len() as u64)
+        Some(
+            txn.query_all_raw(q.build(b))
+                .await?
+                .iter()
+                .map(|r| r.try_get_by_index::<i64>(0))
+                .collect::<Result<_, _>>()?,
+        )
     };
-    let mut parked = 0;
-    if room > 0 {
-        let mut q = Sql::new(&format!("SELECT {EVENT_COLUMNS}, CASE WHEN "));
-        req.config.push_unblocked(&mut q, consumer, "e");
-        q.push(" THEN 0 ELSE 1 END AS blocked, CASE WHEN ");
-        push_after_ok(&mut q, &req.config.after);
-        q.push(" THEN 1 ELSE 0 END AS after_ok FROM distributes e WHERE e.seq > ")
-            .bind(position);
-        req.config.push_filter(&mut q);
-        q.push(" AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ")
-            .bind(consumer)
-            .push(" AND d.event_id = e.id) ORDER BY e.seq LIMIT ")
-            .bind(room as i64);
-        let rows = txn.query_all_raw(q.build(b)).await?;
-        // An event is parked as waiting when its object is held back, when an `after` consumer
-        // has not handled it yet, or behind an event of its object parked in this batch. Parked,
-        // it no longer fills the window of later claims, and the position moves past it.
-        let mut waiting: HashSet<(String, String)> = HashSet::new();
-        let (mut leased_ids, mut waiting_ids) = (Vec::new(), Vec::new());
-        for row in &rows {
-            let c = read_claimed(row, 1)?;
-            let object = c.object();
-            let held = flag(row, "blocked")? == 1 || flag(row, "after_ok")? == 0;
-            if held || waiting.contains(&object) {
-                waiting.insert(object);
-                waiting_ids.push(c.id);
-            } else {
-                leased_ids.push(c.id);
-                claimed.push(c);
-            }
-        }
-        parked = waiting_ids.len();
-        // The delivery rows copy the event's columns in the database: the statement carries
-        // only ids (a few kilobytes for a batch, where one bound value per column and row made
-        // it large enough to stall on the client's socket).
-        let deliveries = [
-            (DeliveryState::Leased, 1i32, until, Some(owner), leased_ids),
-            (DeliveryState::Waiting, 0, 0, None, waiting_ids),
-        ];
-        for (state, attempts, available_at, lease_owner, ids) in deliveries {
-            if ids.is_empty() {
-                continue;
-            }
-            let mut values: Vec<Value> = vec![
-                consumer.into(),
-                state.into(),
-                attempts.into(),
-                available_at.into(),
-                lease_owner.into(),
-                now.into(),
-            ];
-            values.extend(ids.iter().map(|id| Value::from(*id)));
-            txn.execute_raw(stmt(
-                b,
-                &format!(
-                    "INSERT INTO distribute_deliveries (consumer, event_id, seq, distributed_type, distributed_id, \
-                     state, attempts, available_at, lease_owner, updated_at) \
-                     SELECT ?, e.id, e.seq, e.distributed_type, e.distributed_id, ?, ?, ?, ?, ? \
-                     FROM distributes e WHERE e.id IN ({})",
-                    marks(ids.len())
-                ),
-                values,
-            ))
-            .await?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for row in &due {
+        let attempts: i32 = row.try_get("", "attempts")?;
+        let c = read_claimed(row, attempts.max(0) as u32 + 1)?;
+        if mine.as_ref().is_none_or(|m| m.contains(&c.id)) {
+            claimed.push(c);
         }
     }
-    txn.commit().await?;
-    let lease = BatchLease::new(
-        db.clone(),
-        req.consumer.clone(),
-        req.owner.clone(),
-        claimed.iter().map(|c| c.id).collect(),
-        req.lease,
-        asked_at,
-    );
-    Ok(Claim {
-        events: claimed,
-        parked,
-        lease,
-    })
+    Ok(claimed)
+}
+
+/// Parks new events as `waiting` delivery rows. The rows copy the event's columns in the
+/// database: the statement carries only ids.
+async fn park<C: ConnectionTrait>(txn: &C, consumer: &str, ids: &[i64]) -> Result<()> {
+    let b = txn.get_database_backend();
+    let mut values: Vec<Value> = vec![consumer.into(), DeliveryState::Waiting.into()];
+    values.extend(ids.iter().map(|id| Value::from(*id)));
+    txn.execute_raw(stmt(
+        b,
+        &format!(
+            "INSERT INTO distribute_deliveries (consumer, event_id, seq, distributed_type, distributed_id, \
+             state, attempts, available_at, lease_owner, updated_at) \
+             SELECT ?, e.id, e.seq, e.distributed_type, e.distributed_id, ?, 0, 0, NULL, {} \
+             FROM distributes e WHERE e.id IN ({})",
+            now_sql(b),
+            marks(ids.len())
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
 }

@@ -139,8 +139,16 @@ pub(crate) async fn register(
         let inserted = db
             .execute_raw(stmt(
                 b,
-                "INSERT INTO distribute_consumers (name, position, config, created_at, claimed_at) VALUES (?, ?, ?, ?, ?)",
-                vec![consumer.into(), position.into(), wanted.clone().into(), now_ms().into(), 0i64.into()],
+                "INSERT INTO distribute_consumers (name, position, claimed_to, config, created_at, claimed_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    consumer.into(),
+                    position.into(),
+                    position.into(),
+                    wanted.clone().into(),
+                    now_ms().into(),
+                    0i64.into(),
+                ],
             ))
             .await;
         // Another worker of the same consumer may have registered it a moment before.
@@ -175,15 +183,17 @@ pub(crate) async fn register(
     Ok(created)
 }
 
-/// Removes a consumer and its delivery rows; returns whether it existed.
+/// Removes a consumer, its delivery rows and its batches; returns whether it existed.
 pub(crate) async fn remove(db: &DatabaseConnection, consumer: &str) -> Result<bool> {
     let b = db.get_database_backend();
-    db.execute_raw(stmt(
-        b,
-        "DELETE FROM distribute_deliveries WHERE consumer = ?",
-        vec![consumer.into()],
-    ))
-    .await?;
+    for table in ["distribute_deliveries", "distribute_batches"] {
+        db.execute_raw(stmt(
+            b,
+            &format!("DELETE FROM {table} WHERE consumer = ?"),
+            vec![consumer.into()],
+        ))
+        .await?;
+    }
     let removed = db
         .execute_raw(stmt(
             b,

@@ -13,6 +13,7 @@
 //! All times in the queue tables are milliseconds since the Unix epoch (UTC), from the workers'
 //! clocks.
 
+pub(crate) mod batch;
 pub(crate) mod claim;
 pub(crate) mod consumer;
 pub(crate) mod dead;

@@ -2,63 +2,43 @@
 //! it forward (`advance`), and the idle worker's one-statement check for new work (`probe`).
 
 use super::consumer::{ConsumerConfig, push_claimable};
-use super::sequencer::last_seq;
 use super::state::DeliveryState;
-use crate::error::{Error, Result};
-use crate::sql::{Sql, scalar, stmt};
+use crate::backend::now_sql;
+use crate::error::Result;
+use crate::sql::{Sql, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-/// Moves the consumer's position over every event that is handled, dead, or outside its filter,
-/// and deletes the `done` deliveries below it. Returns the new position.
-pub(crate) async fn advance(db: &DatabaseConnection, consumer: &str) -> Result<i64> {
-    let b = db.get_database_backend();
-    // Read the horizon first: events sequenced later get a higher seq and cannot be passed over.
-    let horizon = last_seq(db).await?;
-    let row = db
-        .query_one_raw(stmt(
-            b,
-            "SELECT position, config FROM distribute_consumers WHERE name = ?",
-            vec![consumer.into()],
+/// Moves the consumer's position up to the lowest batch still being handled, or to what it has
+/// claimed when none is: every event up to there is handled, outside its filter, or held by its
+/// own delivery row. One statement, run where a batch is settled.
+pub(crate) async fn advance<C: ConnectionTrait>(db: &C, consumer: &str) -> Result<()> {
+    let reach =
+        "COALESCE((SELECT MIN(b.lo) FROM distribute_batches b WHERE b.consumer = ?), claimed_to)";
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        &format!("UPDATE distribute_consumers SET position = {reach} WHERE name = ? AND position < {reach}"),
+        vec![consumer.into(), consumer.into(), consumer.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// What an idle worker tidies: the position moved (over events outside the filter, say), the
+/// `done` delivery rows it has passed deleted (a snapshot's hand-over writes them), and the
+/// deliveries whose event is gone forgotten (see [`forget_orphans`]). Returns how many rows it
+/// deleted.
+pub(crate) async fn tidy(db: &DatabaseConnection, consumer: &str) -> Result<u64> {
+    advance(db, consumer).await?;
+    let passed = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "DELETE FROM distribute_deliveries WHERE consumer = ? AND state = ? AND seq <= \
+             (SELECT position FROM distribute_consumers WHERE name = ?)",
+            vec![consumer.into(), DeliveryState::Done.into(), consumer.into()],
         ))
         .await?
-        .ok_or_else(|| Error::UnknownConsumer {
-            consumer: consumer.to_owned(),
-        })?;
-    let position: i64 = row.try_get("", "position")?;
-    // The stored filter (the one registered last), so that workers of one consumer running
-    // different versions never pass over events another of them still takes.
-    let config = ConsumerConfig::from_json(&row.try_get::<String>("", "config")?);
-    // Every event with a delivery row is settled for the position: the row itself holds it
-    // (leased, waiting, failed, dead) until it is done. So the position stops below the first
-    // matching event that has no row yet.
-    // ORDER BY .. LIMIT 1 (not MIN) lets the database stop at the first match.
-    let mut q = Sql::new("SELECT e.seq FROM distributes e WHERE e.seq > ");
-    q.bind(position).push(" AND e.seq <= ").bind(horizon);
-    config.push_filter(&mut q);
-    q.push(" AND NOT EXISTS (SELECT 1 FROM distribute_deliveries d WHERE d.consumer = ")
-        .bind(consumer)
-        .push(" AND d.event_id = e.id) ORDER BY e.seq LIMIT 1");
-    let pending = scalar(db, q.build(b)).await?;
-    let new_position = pending.map_or(horizon, |p| p - 1).min(horizon);
-    if new_position > position {
-        db.execute_raw(stmt(
-            b,
-            "UPDATE distribute_consumers SET position = ? WHERE name = ? AND position < ?",
-            vec![new_position.into(), consumer.into(), new_position.into()],
-        ))
-        .await?;
-        db.execute_raw(stmt(
-            b,
-            "DELETE FROM distribute_deliveries WHERE consumer = ? AND state = ? AND seq <= ?",
-            vec![
-                consumer.into(),
-                DeliveryState::Done.into(),
-                new_position.into(),
-            ],
-        ))
-        .await?;
-    }
-    Ok(new_position.max(position))
+        .rows_affected();
+    Ok(passed + forget_orphans(db, consumer).await?)
 }
 
 /// Deletes the consumer's unfinished deliveries whose event is gone (deleted by hand, or pruned
@@ -90,7 +70,9 @@ pub(crate) async fn forget_orphans(db: &DatabaseConnection, consumer: &str) -> R
 pub(crate) struct Probe {
     pub max_seq: i64,
     pub unsequenced: bool,
-    pub next_due: Option<i64>,
+    /// How long until the next retry or lease expiry is due (zero: due now), on the database's
+    /// clock.
+    pub next_due: Option<std::time::Duration>,
 }
 
 pub(crate) async fn probe(
@@ -110,14 +92,24 @@ pub(crate) async fn probe(
     push_claimable(&mut q);
     q.push(" AND ");
     config.push_unblocked(&mut q, consumer, "d");
-    q.push(") AS next_due");
+    q.push(") AS next_due, (SELECT MIN(leased_until) FROM distribute_batches WHERE consumer = ")
+        .bind(consumer)
+        .push(&format!(") AS batch_due, {} AS now", now_sql(b)));
     let row = db
         .query_one_raw(q.build(b))
         .await?
         .ok_or_else(|| DbErr::Custom("the probe returned no row".into()))?;
+    let now: i64 = row.try_get("", "now")?;
+    // A batch whose lease runs out is due then: another worker turns it into deliveries.
+    let next_due: Option<i64> = row.try_get("", "next_due")?;
+    let batch_due: Option<i64> = row.try_get("", "batch_due")?;
     Ok(Probe {
         max_seq: row.try_get::<Option<i64>>("", "max_seq")?.unwrap_or(0),
         unsequenced: row.try_get::<i64>("", "unsequenced")? > 0,
-        next_due: row.try_get("", "next_due")?,
+        next_due: [next_due, batch_due]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|due| std::time::Duration::from_millis(due.saturating_sub(now).max(0) as u64)),
     })
 }

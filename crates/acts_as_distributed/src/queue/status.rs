@@ -62,7 +62,7 @@ pub(crate) async fn status(db: &DatabaseConnection) -> Result<Vec<ConsumerStatus
     let consumers = db
         .query_all_raw(stmt(
             b,
-            "SELECT name, position, config FROM distribute_consumers ORDER BY name",
+            "SELECT name, position, claimed_to, config FROM distribute_consumers ORDER BY name",
             vec![],
         ))
         .await?;
@@ -70,13 +70,21 @@ pub(crate) async fn status(db: &DatabaseConnection) -> Result<Vec<ConsumerStatus
     for row in consumers {
         let consumer: String = row.try_get("", "name")?;
         let position: i64 = row.try_get("", "position")?;
+        let claimed_to: i64 = row.try_get("", "claimed_to")?;
         let config = ConsumerConfig::from_json(&row.try_get::<String>("", "config")?);
         let (leased, waiting) = (DeliveryState::Leased, DeliveryState::Waiting);
-        let mut q = Sql::new(
-            "SELECT e.distributed_type AS t, COUNT(CASE WHEN (d.state IS NULL AND e.seq > ",
-        );
-        q.bind(position)
-            .push(") OR d.state IN (")
+        // An event without a delivery row is pending above what the consumer has claimed and
+        // inside a batch being handled; handled (or outside the filter) anywhere else.
+        let open = |q: &mut Sql| {
+            q.push("(d.state IS NULL AND (e.seq > ")
+                .bind(claimed_to)
+                .push(" OR EXISTS (SELECT 1 FROM distribute_batches bt WHERE bt.consumer = ")
+                .bind(consumer.as_str())
+                .push(" AND e.seq > bt.lo AND e.seq <= bt.hi)))");
+        };
+        let mut q = Sql::new("SELECT e.distributed_type AS t, COUNT(CASE WHEN ");
+        open(&mut q);
+        q.push(" OR d.state IN (")
             .bind_list([leased, waiting])
             .push(") THEN 1 END) AS pending, COUNT(CASE WHEN d.state = ")
             .bind(DeliveryState::Retry)
@@ -84,11 +92,11 @@ pub(crate) async fn status(db: &DatabaseConnection) -> Result<Vec<ConsumerStatus
             .bind(DeliveryState::Dead)
             .push(" THEN 1 END) AS dead, COUNT(CASE WHEN d.state = ")
             .bind(DeliveryState::Done)
-            .push(" OR (d.state IS NULL AND e.seq <= ")
-            .bind(position)
-            .push(") THEN 1 END) AS processed, MIN(CASE WHEN (d.state IS NULL AND e.seq > ")
-            .bind(position)
-            .push(") OR d.state IN (")
+            .push(" OR (d.state IS NULL AND NOT ");
+        open(&mut q);
+        q.push(") THEN 1 END) AS processed, MIN(CASE WHEN ");
+        open(&mut q);
+        q.push(" OR d.state IN (")
             .bind_list([leased, waiting])
             .push(
                 ") THEN e.created_at END) AS oldest FROM distributes e \

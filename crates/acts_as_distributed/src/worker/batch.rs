@@ -8,7 +8,6 @@ use crate::queue::DeadEvents;
 use crate::queue::claim::Claimed;
 use crate::queue::lease::Deadline;
 use crate::queue::state::DeliveryState;
-use crate::sql::now_ms;
 use futures_util::FutureExt as _;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -19,25 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-/// How one event ended, within a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outcome {
-    Done(i64),
-    Failed {
-        id: i64,
-        retry_at: Option<i64>,
-        error: String,
-    },
-    Released(i64),
-}
-
-impl Outcome {
-    fn id(&self) -> i64 {
-        match self {
-            Outcome::Done(id) | Outcome::Released(id) | Outcome::Failed { id, .. } => *id,
-        }
-    }
-}
+pub(crate) use crate::queue::lease::Outcome;
 
 /// What a batch needs from its worker.
 pub(crate) struct BatchRunner {
@@ -260,14 +241,11 @@ fn failure(
     e: &HandlerError,
 ) -> (Outcome, DeliveryState) {
     let dead = matches!(e, HandlerError::Permanent(_)) || retry.is_exhausted(attempt);
-    let retry_at = (!dead).then(|| {
-        let delay = retry.delay(attempt, random_unit());
-        now_ms().saturating_add(delay.as_millis() as i64)
-    });
+    let retry_in = (!dead).then(|| retry.delay(attempt, random_unit()));
     tracing::warn!(event = id, attempt, dead, error = %e, "handler failed");
     let outcome = Outcome::Failed {
         id,
-        retry_at,
+        retry_in,
         error: e.message().to_owned(),
     };
     let state = if dead {
@@ -308,6 +286,7 @@ mod tests {
         event.seq = seq;
         Claimed {
             id,
+            seq,
             distributed_type: "User".into(),
             distributed_id: object.into(),
             attempt: 1,
@@ -341,7 +320,7 @@ mod tests {
         let retry = RetryPolicy::default().max_attempts(3);
         let (outcome, state) = failure(&retry, 7, 1, &HandlerError::retry("busy"));
         assert_eq!(state, DeliveryState::Retry);
-        assert!(matches!(outcome, Outcome::Failed { retry_at: Some(at), .. } if at > now_ms()));
+        assert!(matches!(outcome, Outcome::Failed { retry_in: Some(d), .. } if !d.is_zero()));
         let (_, state) = failure(&retry, 7, 3, &HandlerError::retry("busy"));
         assert_eq!(state, DeliveryState::Dead);
         let (outcome, state) = failure(&retry, 7, 1, &HandlerError::permanent("bad"));
@@ -350,7 +329,7 @@ mod tests {
             outcome,
             Outcome::Failed {
                 id: 7,
-                retry_at: None,
+                retry_in: None,
                 error: "bad".into()
             }
         );

@@ -20,11 +20,13 @@ pub use handler::{Handler, HandlerError};
 pub use retry::RetryPolicy;
 
 use crate::error::{Error, Result};
+use crate::queue::batch::{any_held, held_back};
+use crate::queue::claim::Claimed;
 use crate::queue::claim::{ClaimRequest, claim};
 use crate::queue::consumer::register;
-use crate::queue::position::{advance, forget_orphans, probe};
+use crate::queue::lease::Deadline;
+use crate::queue::position::{probe, tidy};
 use crate::queue::sequencer::{SEQUENCE_BATCH, sequence, sequence_all};
-use crate::sql::now_ms;
 use batch::{BatchRunner, Outcome};
 use builder::WorkerOptions;
 use chrono::{DateTime, Utc};
@@ -345,9 +347,7 @@ impl Shared {
             }
             let mut wait = self.options.poll_interval;
             if let Some(due) = next_due {
-                wait = wait.min(Duration::from_millis(
-                    due.saturating_sub(now_ms()).max(0) as u64
-                ));
+                wait = wait.min(due);
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -359,12 +359,12 @@ impl Shared {
 
     /// One probe, and a claim when it may find work. Returns when the next retry or lease expiry
     /// is due.
-    async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<i64>> {
+    async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<Duration>> {
         let p = probe(&self.db, &self.consumer, &self.options.config).await?;
         if p.unsequenced {
             sequence(&self.db, SEQUENCE_BATCH).await?;
         }
-        let due = p.next_due.is_some_and(|d| d <= now_ms());
+        let due = p.next_due.is_some_and(|d| d.is_zero());
         // An `after` consumer also waits for the other consumers' progress, which the probe does
         // not see: it claims once per poll interval.
         let upstream = !self.options.config.after.is_empty();
@@ -399,9 +399,8 @@ impl Shared {
         if n == 0 {
             // Nothing to handle; still move the position over events outside the filter or
             // parked, so that it keeps up (and pruning with it).
-            let forgotten = forget_orphans(&self.db, &self.consumer).await?;
-            advance(&self.db, &self.consumer).await?;
-            return Ok(claim.parked + forgotten as usize);
+            let tidied = tidy(&self.db, &self.consumer).await?;
+            return Ok(claim.parked + tidied as usize);
         }
         // While the handlers work, the leases are renewed every third of the lease, so a slow
         // handler keeps its events; a worker that dies stops renewing and loses them.
@@ -415,11 +414,25 @@ impl Shared {
                 }
             }
         };
+        let (ready, deferred): (Vec<_>, Vec<_>) = claim
+            .events
+            .into_iter()
+            .partition(|c| !claim.deferred.contains(&c.object()));
+        let work = async {
+            let mut outcomes = self.batch.run(ready, lease.deadline(), abort).await;
+            if !deferred.is_empty() {
+                let more = self
+                    .run_deferred(deferred, &claim.behind, lease.deadline(), abort)
+                    .await;
+                outcomes.extend(more);
+            }
+            outcomes
+        };
         let outcomes = tokio::select! {
-            outcomes = self.batch.run(claim.events, lease.deadline(), abort) => outcomes,
+            outcomes = work => outcomes,
             never = renew => never,
         };
-        if !lease.holds() {
+        if !lease.holds() || !lease.settle(&outcomes).await? {
             // Another worker may hold these events now: record nothing (what was handled comes
             // again, at least once), so no acknowledgement is of an event this worker lost.
             tracing::warn!(
@@ -431,35 +444,59 @@ impl Shared {
             });
             return Ok(n);
         }
-        let (mut done, mut released) = (Vec::new(), Vec::new());
-        // Every outcome is recorded even when one write fails, so no event stays leased.
-        let mut first_error = None;
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Done(id) => done.push(id),
-                Outcome::Released(id) => released.push(id),
-                Outcome::Failed {
-                    id,
-                    retry_at,
-                    error,
-                } => {
-                    let r = lease.fail(id, retry_at, &error).await;
-                    first_error = first_error.or(r.err());
-                }
-            }
-        }
-        first_error = first_error.or(lease.ack(&done).await.err());
-        first_error = first_error.or(lease.release(&released).await.err());
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        advance(&self.db, &self.consumer).await?;
         tracing::debug!(
             claimed = n,
-            done = done.len(),
-            released = released.len(),
+            done = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Done(_)))
+                .count(),
             "batch handled"
         );
         Ok(n + claim.parked)
+    }
+
+    /// Handles the events whose objects also have events in other workers' batches (`behind`),
+    /// once those batches are settled; gives them back when they are not settled within one
+    /// lease, or when their objects are held back by then (an earlier event failed).
+    async fn run_deferred(
+        &self,
+        deferred: Vec<Claimed>,
+        behind: &[i64],
+        deadline: &Deadline,
+        abort: &CancellationToken,
+    ) -> Vec<Outcome> {
+        let give_back =
+            |events: &[Claimed]| events.iter().map(|c| Outcome::Released(c.id)).collect();
+        let waited = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match any_held(&self.db, &self.consumer, behind).await {
+                Ok(false) => break,
+                Ok(true) if waited.elapsed() < self.options.lease && deadline.holds() => {}
+                Ok(true) => return give_back(&deferred),
+                Err(e) => {
+                    tracing::warn!(error = %e, "checking other workers' batches failed");
+                    return give_back(&deferred);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = abort.cancelled() => return give_back(&deferred),
+            }
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        let ids: Vec<i64> = deferred.iter().map(|c| c.id).collect();
+        let held = match held_back(&self.db, &self.consumer, &self.options.config, &ids).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking held objects failed");
+                return give_back(&deferred);
+            }
+        };
+        let (free, held): (Vec<_>, Vec<_>) =
+            deferred.into_iter().partition(|c| !held.contains(&c.id));
+        let mut outcomes = give_back(&held);
+        outcomes.extend(self.batch.run(free, deadline, abort).await);
+        outcomes
     }
 }
