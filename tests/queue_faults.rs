@@ -429,7 +429,6 @@ async fn abort_child() {
 ///
 /// Not on SQLite, where an open write transaction holds every writer back by design.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defect 4: on MySQL the sequencer waits on an open transaction's row lock"]
 async fn a_long_open_transaction_delays_only_its_own_event() {
     let mut failures = Failures::default();
     for backend in backends() {
