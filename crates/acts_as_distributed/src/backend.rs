@@ -1,6 +1,8 @@
 //! What differs between the backends, decided in one place: which statements can return rows,
-//! and how transactions that write or read consistently begin.
+//! how transactions that write or read consistently begin, and how the queue's maintenance writes
+//! keep clear of MySQL's locking reads.
 
+use crate::sql::Sql;
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, IsolationLevel, SqliteTransactionMode,
     TransactionOptions, TransactionTrait,
@@ -49,4 +51,58 @@ pub(crate) fn now_sql(backend: DbBackend) -> &'static str {
         DbBackend::MySql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
         _ => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
     }
+}
+
+/// Whether the queue's maintenance writes (sequencing, retry by command, pruning) must find their
+/// rows with a plain read first and then change them by key (see [`join_keys`]), in a
+/// transaction from [`begin_read_committed`]. On MySQL / MariaDB a write that searches rows locks
+/// every row it reads (and, under the default REPEATABLE READ, the gaps between them): it waits
+/// on every uncommitted event an open application transaction wrote, and holds back the
+/// application's inserts while it runs. A plain read takes no locks and skips uncommitted rows.
+/// PostgreSQL and SQLite keep their single statements: there a write waits only on the rows it
+/// changes.
+pub(crate) fn writes_by_key<C: ConnectionTrait>(db: &C) -> bool {
+    db.get_database_backend() == DbBackend::MySql
+}
+
+/// Keys per statement for [`writes_by_key`].
+pub(crate) const KEYS_PER_STATEMENT: usize = 1_000;
+
+/// `(SELECT ? AS id UNION ALL SELECT ? ..) k STRAIGHT_JOIN {table} FORCE INDEX ({index}) ON `, to
+/// be followed by the join condition on `k.id`: `ids` as a table for [`writes_by_key`], in
+/// `UPDATE <this> .. SET ..` or `DELETE t FROM <this> ..`. The server then reads the keys first
+/// and looks each row up in `index`. With `WHERE id IN (..)`, or without the hint, MySQL may
+/// scan the whole table instead (it does for small ones), and such a scan waits on every
+/// uncommitted row.
+pub(crate) fn join_keys(ids: &[i64], table: &str, index: &str) -> Sql {
+    let mut q = Sql::new("(SELECT ");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL SELECT ");
+        }
+        q.bind(*id);
+        if i == 0 {
+            q.push(" AS id");
+        }
+    }
+    q.push(&format!(
+        ") k STRAIGHT_JOIN {table} FORCE INDEX ({index}) ON "
+    ));
+    q
+}
+
+/// Begins a transaction for [`writes_by_key`]: READ COMMITTED on MySQL, so that its writes take
+/// no gap locks and lock only the rows they change; a plain `BEGIN` elsewhere. (READ COMMITTED
+/// writes need `binlog_format` `ROW` or `MIXED`, the defaults, when the binary log is on.)
+pub(crate) async fn begin_read_committed<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+) -> Result<C::Transaction, DbErr> {
+    if db.get_database_backend() != DbBackend::MySql {
+        return db.begin().await;
+    }
+    db.begin_with_options(TransactionOptions {
+        isolation_level: Some(IsolationLevel::ReadCommitted),
+        ..TransactionOptions::default()
+    })
+    .await
 }

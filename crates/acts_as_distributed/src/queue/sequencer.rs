@@ -1,9 +1,10 @@
 //! The sequencer: numbers events (`distributes.seq`) in the order they become visible, so that a
 //! transaction committing after a later id is never passed over by a consumer's position.
 
+use crate::backend;
 use crate::error::{Error, Result};
-use crate::sql::{scalar, stmt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use crate::sql::{Sql, scalar, stmt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 /// Events numbered per sequencer transaction.
 pub(crate) const SEQUENCE_BATCH: u64 = 10_000;
@@ -38,7 +39,7 @@ pub(crate) async fn sequence_all(db: &DatabaseConnection) -> Result<u64> {
 /// every `seq` given before. Returns how many.
 pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64> {
     let b = db.get_database_backend();
-    let txn = db.begin().await?;
+    let txn = backend::begin_read_committed(db).await?;
     // The lock: one sequencer at a time (on SQLite, the write lock).
     txn.execute_raw(stmt(
         b,
@@ -59,6 +60,36 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64>
             ))
         })?
         .try_get_by_index(0)?;
+    let numbered = if backend::writes_by_key(&txn) {
+        number_by_key(&txn, last, limit).await?
+    } else {
+        number_range(&txn, last, limit).await?
+    };
+    let Some((numbered, high_seq)) = numbered else {
+        txn.rollback().await?;
+        return Ok(0);
+    };
+    txn.execute_raw(stmt(
+        b,
+        "UPDATE distribute_sequencer SET last_seq = ? WHERE id = 1",
+        vec![high_seq.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(numbered)
+}
+
+/// Numbers the first `limit` unsequenced events, `seq = id + shift` with `shift = last + 1 -
+/// (lowest id)`: that keeps the id order, starts above every seq given before, and takes one
+/// statement whatever the count. Gaps in seq are harmless. An event of this id range that became
+/// visible meanwhile gets its seq in this same batch, which no consumer has seen yet. Returns how
+/// many, and the highest seq given; `None` when there was nothing to number.
+async fn number_range(
+    txn: &DatabaseTransaction,
+    last: i64,
+    limit: u64,
+) -> Result<Option<(u64, i64)>> {
+    let b = txn.get_database_backend();
     let range = txn
         .query_one_raw(stmt(
             b,
@@ -75,12 +106,8 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64>
             .flatten())
     };
     let (Some(low), Some(high)) = (bound(0)?, bound(1)?) else {
-        txn.rollback().await?;
-        return Ok(0);
+        return Ok(None);
     };
-    // `seq = id + shift` keeps the id order, starts above every seq given before, and takes one
-    // statement whatever the count. Gaps in seq are harmless. An event of this id range that
-    // became visible meanwhile gets its seq in this same batch, which no consumer has seen yet.
     let shift = last + 1 - low;
     let numbered = txn
         .execute_raw(stmt(
@@ -90,12 +117,41 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64>
         ))
         .await?
         .rows_affected();
-    txn.execute_raw(stmt(
-        b,
-        "UPDATE distribute_sequencer SET last_seq = ? WHERE id = 1",
-        vec![(high + shift).into()],
-    ))
-    .await?;
-    txn.commit().await?;
-    Ok(numbered)
+    Ok(Some((numbered, high + shift)))
+}
+
+/// [`number_range`] for MySQL, where the range `UPDATE` would wait on every uncommitted event in
+/// its range (see [`backend::writes_by_key`]): the ids of the events visible now come from a plain
+/// read, and only they are numbered, by primary key. An event still uncommitted in between is
+/// numbered by a later run, above this batch, like any event that becomes visible later.
+async fn number_by_key(
+    txn: &DatabaseTransaction,
+    last: i64,
+    limit: u64,
+) -> Result<Option<(u64, i64)>> {
+    let b = txn.get_database_backend();
+    let ids: Vec<i64> = txn
+        .query_all_raw(stmt(
+            b,
+            "SELECT id FROM distributes WHERE seq IS NULL ORDER BY id LIMIT ?",
+            vec![(limit as i64).into()],
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .collect::<Result<_, _>>()?;
+    let (Some(&low), Some(&high)) = (ids.first(), ids.last()) else {
+        return Ok(None);
+    };
+    let shift = last + 1 - low;
+    let mut numbered = 0;
+    for chunk in ids.chunks(backend::KEYS_PER_STATEMENT) {
+        let mut q = Sql::new("UPDATE ");
+        q.append(backend::join_keys(chunk, "distributes e", "PRIMARY"))
+            .push("e.id = k.id SET e.seq = e.id + ")
+            .bind(shift)
+            .push(" WHERE e.seq IS NULL");
+        numbered += txn.execute_raw(q.build(b)).await?.rows_affected();
+    }
+    Ok(Some((numbered, high + shift)))
 }
