@@ -976,3 +976,96 @@ async fn a_delivery_whose_event_is_gone_does_not_block_its_object() {
     }
     failures.assert_none();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Defect 8: a hung connection stalls the whole consumer
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 10, defect 8: "a hung connection stalls the whole consumer". A worker reaches
+/// PostgreSQL through a proxy that goes silent right after forwarding the claim's lock
+/// (`UPDATE distribute_consumers SET claimed_at ..`): the server holds the lock for a client that
+/// will never speak again, and new connections through the proxy hang. A second worker of the
+/// same consumer on a healthy connection must still handle every event (the server ends the
+/// silent transaction after the lease, so no lock outlives it), and the silent worker's
+/// `shutdown` must return within its timeout plus a short grace.
+///
+/// PostgreSQL only: MySQL keeps the lock of a vanished client until its `wait_timeout` (see
+/// docs/queue.md), and SQLite has no network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_connection_stalls_neither_the_consumer_nor_shutdown() {
+    use common::freeze::FreezeProxy;
+    let Some(backend) = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres(_)))
+    else {
+        eprintln!("note: skipped: needs TEST_POSTGRES_URL");
+        return;
+    };
+    let t = TestDb::new(&backend).await;
+    write_events(&t.db, &notes((0..200).map(|i| format!("o{}", i % 10)))).await;
+    let ids = all_ids(&t.db).await;
+    let proxy = FreezeProxy::start(
+        "127.0.0.1:5432".parse().expect("addr"),
+        Some(b"UPDATE distribute_consumers SET claimed_at"),
+    )
+    .await;
+    assert!(
+        t.url.contains("127.0.0.1:5432"),
+        "the test database is on 127.0.0.1:5432"
+    );
+    // Unencrypted, so that the proxy sees the statements.
+    let through = format!(
+        "{}{}sslmode=disable",
+        t.url.replace("127.0.0.1:5432", &proxy.addr.to_string()),
+        if t.url.contains('?') { '&' } else { '?' }
+    );
+    let mut options = sea_orm::ConnectOptions::new(through);
+    options
+        .max_connections(2)
+        .connect_timeout(Duration::from_secs(1))
+        .acquire_timeout(Duration::from_secs(1))
+        .sqlx_logging(false);
+    let hung_db = sea_orm::Database::connect(options)
+        .await
+        .expect("connect through the proxy");
+    let lease = Duration::from_secs(2);
+    let (seen_hung, seen_healthy) = (Seen::default(), Seen::default());
+    let hung = polling_recording(&hung_db, "replica", &seen_hung)
+        .lease(lease)
+        .build()
+        .expect("build")
+        .spawn();
+    let frozen = poll_until(Duration::from_secs(10), async || proxy.is_frozen()).await;
+    assert!(
+        frozen,
+        "the silent worker's claim reached the server: {:?}",
+        hung.health()
+    );
+    let healthy = polling_recording(&t.db, "replica", &seen_healthy)
+        .lease(lease)
+        .build()
+        .expect("build")
+        .spawn();
+    let all = poll_until(Duration::from_secs(30), async || seen_healthy.has_all(&ids)).await;
+    let asked = Instant::now();
+    let stopped = hung.shutdown(Duration::from_secs(1)).await;
+    let took = asked.elapsed();
+    healthy
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("stop");
+    assert!(
+        all,
+        "the healthy worker handled {} of {} events in 30 s while another worker's connection hung",
+        seen_healthy.ids().len(),
+        ids.len()
+    );
+    assert!(
+        seen_hung.ids().is_empty(),
+        "the silent worker handled nothing"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown(1 s) of the silent worker took {took:?} ({stopped:?})"
+    );
+}

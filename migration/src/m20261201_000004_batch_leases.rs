@@ -6,8 +6,9 @@ use sea_orm_migration::prelude::*;
 /// rows goes on where it stood.
 ///
 /// - `distribute_consumers.claimed_to`: every matching event with `seq` up to it has been claimed
-///   (in a batch, or as a delivery row). New claims start above it. Set to `position` for the
-///   consumers that exist, so they claim exactly what they would have before.
+///   (in a batch, or as a delivery row). New claims start above it. For the consumers that
+///   exist, set to their highest delivery row's `seq` (or their position), so they claim exactly
+///   what they would have claimed before.
 /// - `distribute_batches`: one row per batch being handled: the events of the consumer's filter
 ///   with `lo < seq <= hi` that have no delivery row, leased to `owner` until `leased_until`
 ///   (milliseconds, the database's clock). Ranges of one consumer never overlap, so `(consumer,
@@ -48,10 +49,18 @@ impl MigrationTrait for BatchLeases {
                     .to_owned(),
             )
             .await?;
-        manager
-            .get_connection()
-            .execute_unprepared("UPDATE distribute_consumers SET claimed_to = position")
-            .await?;
+        // The previous release wrote a delivery row for every event it claimed, in `seq` order:
+        // each consumer has claimed up to its highest row (or its position).
+        let conn = manager.get_connection();
+        conn.execute_unprepared(
+            "UPDATE distribute_consumers SET claimed_to = COALESCE((SELECT MAX(d.seq) \
+             FROM distribute_deliveries d WHERE d.consumer = distribute_consumers.name), 0)",
+        )
+        .await?;
+        conn.execute_unprepared(
+            "UPDATE distribute_consumers SET claimed_to = position WHERE claimed_to < position",
+        )
+        .await?;
         let text = |col: DistributeBatches| {
             let mut def = ColumnDef::new(col);
             def.string_len(255).not_null();

@@ -106,3 +106,26 @@ pub(crate) async fn begin_read_committed<C: TransactionTrait + ConnectionTrait>(
     })
     .await
 }
+
+/// Bounds what a queue transaction may wait for on the server: on PostgreSQL its lock waits and
+/// statements, and how long it may sit idle (a worker whose connection hangs mid-transaction is
+/// ended by the server after `limit`, so no lock it holds outlives its lease). One statement;
+/// nothing elsewhere (MySQL keeps the lock of a vanished client until its `wait_timeout`, see
+/// docs/queue.md).
+pub(crate) async fn bound_transaction<C: ConnectionTrait>(
+    txn: &C,
+    limit: std::time::Duration,
+) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let ms = limit.as_millis().clamp(1, i32::MAX as u128).to_string();
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+         set_config('idle_in_transaction_session_timeout', $1, true)",
+        [ms.into()],
+    ))
+    .await?;
+    Ok(())
+}

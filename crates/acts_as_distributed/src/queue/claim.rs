@@ -6,7 +6,7 @@ use super::consumer::{ConsumerConfig, push_claimable};
 use super::lease::{BatchLease, Held};
 use super::sequencer::last_seq;
 use super::state::DeliveryState;
-use crate::backend::{has_returning, now_sql};
+use crate::backend::{bound_transaction, has_returning, now_sql};
 use crate::error::{Error, Result};
 use crate::event::{Action, Event};
 use crate::sql::{Sql, marks, ms, stmt};
@@ -240,6 +240,7 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
     let owner: &str = req.owner;
     let asked_at = std::time::Instant::now();
     let txn = db.begin().await?;
+    bound_transaction(&txn, req.lease).await?;
     let (now, claimed_to) = lock_consumer(&txn, consumer).await?;
     let until = now.saturating_add(ms(req.lease));
     // Read before the new events, so that every event up to it is among those this claim sees.

@@ -5,7 +5,7 @@
 
 use super::position::advance;
 use super::state::DeliveryState;
-use crate::backend::now_sql;
+use crate::backend::{bound_transaction, now_sql};
 use crate::error::Result;
 use crate::sql::{Sql, ms};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -191,6 +191,7 @@ impl BatchLease {
     pub(crate) async fn settle(&self, outcomes: &[Outcome]) -> Result<bool> {
         let b = self.db.get_database_backend();
         let txn = self.db.begin().await?;
+        bound_transaction(&txn, self.duration).await?;
         if let Some(lo) = self.held.batch {
             let mut q = Sql::new("DELETE FROM distribute_batches WHERE consumer = ");
             q.bind(&*self.consumer)

@@ -32,6 +32,7 @@ use builder::WorkerOptions;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -178,8 +179,21 @@ impl WorkerHandle {
         let ended = match tokio::time::timeout(timeout, &mut task).await {
             Ok(ended) => ended,
             Err(_) => {
+                // The handlers are stopped and their events given back; a worker whose database
+                // calls hang cannot even do that, and is cut off shortly after.
                 self.abort.cancel();
-                task.await
+                let grace = timeout.min(Duration::from_secs(2));
+                match tokio::time::timeout(grace, &mut task).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        task.abort();
+                        return Err(Error::Worker(format!(
+                            "the worker did not stop within {:?}: its task was ended; the events \
+                             it held go to other workers when their lease runs out",
+                            timeout + grace
+                        )));
+                    }
+                }
             }
         };
         ended.map_err(|e| Error::Worker(e.to_string()))?
@@ -360,9 +374,15 @@ impl Shared {
     /// One probe, and a claim when it may find work. Returns when the next retry or lease expiry
     /// is due.
     async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<Duration>> {
-        let p = probe(&self.db, &self.consumer, &self.options.config).await?;
+        let p = self
+            .bounded(
+                "the probe",
+                probe(&self.db, &self.consumer, &self.options.config),
+            )
+            .await?;
         if p.unsequenced {
-            sequence(&self.db, SEQUENCE_BATCH).await?;
+            self.bounded("sequencing", sequence(&self.db, SEQUENCE_BATCH))
+                .await?;
         }
         let due = p.next_due.is_some_and(|d| d.is_zero());
         // An `after` consumer also waits for the other consumers' progress, which the probe does
@@ -383,23 +403,22 @@ impl Shared {
 
     /// Claims one batch, handles it, records the outcomes and advances the position.
     async fn cycle(&self, abort: &CancellationToken) -> Result<usize> {
-        let claim = claim(
-            &self.db,
-            &ClaimRequest {
-                consumer: &self.consumer,
-                owner: &self.owner,
-                config: &self.options.config,
-                limit: self.options.batch_size,
-                lease: self.options.lease,
-                max_attempts: self.options.retry.attempts(),
-            },
-        )
-        .await?;
+        let request = ClaimRequest {
+            consumer: &self.consumer,
+            owner: &self.owner,
+            config: &self.options.config,
+            limit: self.options.batch_size,
+            lease: self.options.lease,
+            max_attempts: self.options.retry.attempts(),
+        };
+        let claim = self.bounded("a claim", claim(&self.db, &request)).await?;
         let n = claim.events.len();
         if n == 0 {
             // Nothing to handle; still move the position over events outside the filter or
             // parked, so that it keeps up (and pruning with it).
-            let tidied = tidy(&self.db, &self.consumer).await?;
+            let tidied = self
+                .bounded("tidying", tidy(&self.db, &self.consumer))
+                .await?;
             return Ok(claim.parked + tidied as usize);
         }
         // While the handlers work, the leases are renewed every third of the lease, so a slow
@@ -409,7 +428,9 @@ impl Shared {
             let every = (self.options.lease / 3).max(Duration::from_millis(10));
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = lease.renew().await {
+                let renewed = tokio::time::timeout(every, lease.renew()).await;
+                if let Err(e) = renewed.unwrap_or_else(|_| Err(self.timed_out("a renewal", every)))
+                {
                     tracing::warn!(error = %e, "renewing leases failed; trying again");
                 }
             }
@@ -432,7 +453,11 @@ impl Shared {
             outcomes = work => outcomes,
             never = renew => never,
         };
-        if !lease.holds() || !lease.settle(&outcomes).await? {
+        if !lease.holds()
+            || !self
+                .bounded("settling a batch", lease.settle(&outcomes))
+                .await?
+        {
             // Another worker may hold these events now: record nothing (what was handled comes
             // again, at least once), so no acknowledgement is of an event this worker lost.
             tracing::warn!(
@@ -455,6 +480,22 @@ impl Shared {
         Ok(n + claim.parked)
     }
 
+    /// `call`, bounded by the lease: a database call that hangs (a lost network, a stalled
+    /// server) fails instead, so the worker goes on (with another connection of its pool) and
+    /// its shutdown keeps its timeout.
+    async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let limit = self.options.lease;
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out(what, limit)))
+    }
+
+    fn timed_out(&self, what: &str, limit: Duration) -> Error {
+        Error::Db(sea_orm::DbErr::Custom(format!(
+            "{what} took longer than {limit:?}: the database is unreachable or stalled"
+        )))
+    }
+
     /// Handles the events whose objects also have events in other workers' batches (`behind`),
     /// once those batches are settled; gives them back when they are not settled within one
     /// lease, or when their objects are held back by then (an earlier event failed).
@@ -470,7 +511,13 @@ impl Shared {
         let waited = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match any_held(&self.db, &self.consumer, behind).await {
+            match self
+                .bounded(
+                    "a check of other batches",
+                    any_held(&self.db, &self.consumer, behind),
+                )
+                .await
+            {
                 Ok(false) => break,
                 Ok(true) if waited.elapsed() < self.options.lease && deadline.holds() => {}
                 Ok(true) => return give_back(&deferred),
@@ -486,7 +533,8 @@ impl Shared {
             pause = (pause * 2).min(Duration::from_millis(20));
         }
         let ids: Vec<i64> = deferred.iter().map(|c| c.id).collect();
-        let held = match held_back(&self.db, &self.consumer, &self.options.config, &ids).await {
+        let check = held_back(&self.db, &self.consumer, &self.options.config, &ids);
+        let held = match self.bounded("a check of held objects", check).await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "checking held objects failed");
