@@ -21,7 +21,9 @@ use acts_as_distributed_suite::bench::queue::{
     Backlog, Knobs, Tracker, tracked_worker, write_backlog,
 };
 use acts_as_distributed_suite::bench::raw::{fill_jobs, raw_client};
-use acts_as_distributed_suite::bench::statements::{logging_pool, profiling, take_profile};
+use acts_as_distributed_suite::bench::statements::{
+    logging_pool, profiling, take_profile, take_rows_written,
+};
 use acts_as_distributed_suite::bench::{Result, progress, table_head};
 use acts_as_distributed_suite::testdb::{Backend, TestDb};
 use std::sync::Arc;
@@ -34,6 +36,8 @@ struct ProfileTable {
     batches: usize,
     wall: f64,
     rows: Vec<(String, usize, f64)>,
+    /// Rows inserted, updated or deleted.
+    written: usize,
 }
 
 async fn profile(
@@ -50,6 +54,7 @@ async fn profile(
     // One library worker, stopped once its handler has seen `events` events.
     let tracker = Arc::new(Tracker::new(backlog, events));
     let worker = tracked_worker(&db, "profile", 1, knobs, &tracker)?;
+    take_rows_written();
     profiling(true);
     let start = Instant::now();
     let handle = worker.spawn();
@@ -65,6 +70,7 @@ async fn profile(
         batches,
         wall,
         rows: take_profile(),
+        written: take_rows_written(),
     });
 
     // One baseline client over as many jobs.
@@ -81,6 +87,7 @@ async fn profile(
         batches: handled.div_ceil(knobs.batch),
         wall,
         rows: take_profile(),
+        written: take_rows_written(),
     });
     db.close().await.ok();
     Ok(out)
@@ -100,7 +107,7 @@ fn print_table(p: &ProfileTable) {
     let total: f64 = p.rows.iter().map(|r| r.2).sum();
     println!(
         "\nWhere the time goes: {} {}, {} events in {} batches, {:.2}s wall ({:.0} events/s with logging on); \
-         statements {:.2}s = {:.0}% of wall\n",
+         statements {:.2}s = {:.0}% of wall; rows written: {} ({:.3} per event)\n",
         p.backend,
         p.what,
         p.events,
@@ -108,7 +115,9 @@ fn print_table(p: &ProfileTable) {
         p.wall,
         p.events as f64 / p.wall,
         total,
-        100.0 * total / p.wall
+        100.0 * total / p.wall,
+        p.written,
+        p.written as f64 / p.events.max(1) as f64
     );
     table_head(
         &[

@@ -21,6 +21,8 @@ static PROFILE: Mutex<Option<Profile>> = Mutex::new(None);
 static PROFILING: AtomicBool = AtomicBool::new(false);
 /// Warnings logged by acts_as_distributed so far.
 static WARNINGS: AtomicUsize = AtomicUsize::new(0);
+/// Rows inserted, updated or deleted by the statements logged while profiling.
+static ROWS_WRITTEN: AtomicUsize = AtomicUsize::new(0);
 
 /// The subscriber's filter: sqlx's statements and the library's warnings, nothing else.
 pub const FILTER: &str = "sqlx::query=trace,acts_as_distributed=warn";
@@ -61,6 +63,12 @@ pub fn profiling(on: bool) {
 /// The warnings the library logged so far.
 pub fn warnings() -> usize {
     WARNINGS.load(Ordering::Relaxed)
+}
+
+/// The rows written (inserted, updated, deleted: sqlx's `rows_affected` of each `INSERT`,
+/// `UPDATE` and `DELETE`) while profiling, since the last call.
+pub fn take_rows_written() -> usize {
+    ROWS_WRITTEN.swap(0, Ordering::AcqRel)
 }
 
 /// The profile so far, most time first, and a fresh one.
@@ -117,6 +125,14 @@ impl Drop for Sink {
                 .filter(|s| !s.trim().is_empty())
                 .or_else(|| quoted(line, "summary="))
                 .unwrap_or_default();
+            let verb = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
+            if ["INSERT", "UPDATE", "DELETE"].contains(&verb.as_str()) {
+                let rows = field_after(line, "rows_affected=")
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                ROWS_WRITTEN.fetch_add(rows, Ordering::Relaxed);
+            }
             let key = statement_key(&sql);
             let mut p = PROFILE.lock().unwrap_or_else(PoisonError::into_inner);
             let e = p.get_or_insert_with(HashMap::new).entry(key).or_default();

@@ -188,6 +188,10 @@ pub async fn delivery_state(
     })
 }
 
+/// A consumer's position as the queue derives it (docs/queue.md): the lowest batch being handled,
+/// or what the consumer has claimed. `c` is its `distribute_consumers` row.
+const POSITION: &str = "COALESCE((SELECT MIN(b.lo) FROM distribute_batches b WHERE b.consumer = c.name), c.claimed_to)";
+
 /// Whether `consumer` has handled the event: a `done` delivery, or (once the position moved past
 /// it) no delivery row at all below the position.
 pub async fn handled(db: &DatabaseConnection, consumer: &str, event_id: i64) -> bool {
@@ -196,8 +200,10 @@ pub async fn handled(db: &DatabaseConnection, consumer: &str, event_id: i64) -> 
     }
     db.query_one_raw(sql(
         db,
-        "SELECT COUNT(*) FROM distributes e, distribute_consumers c \
-         WHERE e.id = ? AND c.name = ? AND e.seq <= c.position",
+        &format!(
+            "SELECT COUNT(*) FROM distributes e, distribute_consumers c \
+             WHERE e.id = ? AND c.name = ? AND e.seq <= {POSITION}"
+        ),
         vec![event_id.into(), consumer.into()],
     ))
     .await
@@ -223,7 +229,7 @@ pub async fn count_handled(db: &DatabaseConnection, consumer: &str, ids: &[i64])
 pub async fn position(db: &DatabaseConnection, consumer: &str) -> Option<i64> {
     db.query_one_raw(sql(
         db,
-        "SELECT position FROM distribute_consumers WHERE name = ?",
+        &format!("SELECT {POSITION} FROM distribute_consumers c WHERE c.name = ?"),
         vec![consumer.into()],
     ))
     .await

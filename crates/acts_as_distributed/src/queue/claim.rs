@@ -4,6 +4,7 @@
 use super::batch::{BatchRow, Leftover, batches_of, dissolve, objects_in};
 use super::consumer::{ConsumerConfig, push_claimable};
 use super::lease::{BatchLease, Held};
+use super::position::position_sql;
 use super::sequencer::last_seq;
 use super::state::DeliveryState;
 use crate::backend::{bound_transaction, has_returning, now_sql};
@@ -122,17 +123,20 @@ fn flag(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
 fn push_after_ok(q: &mut Sql, after: &[String]) {
     q.push("1 = 1");
     for other in after {
-        q.push(" AND (e.seq <= (SELECT position FROM distribute_consumers WHERE name = ")
-            .bind(other.as_str())
-            .push(") OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
-            .bind(other.as_str())
-            .push(" AND a.event_id = e.id AND a.state = ")
-            .bind(DeliveryState::Done)
-            .push(")) AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
-            .bind(other.as_str())
-            .push(" AND a.event_id = e.id AND a.state <> ")
-            .bind(DeliveryState::Done)
-            .push(")");
+        q.push(&format!(
+            " AND (e.seq <= (SELECT {} FROM distribute_consumers c WHERE c.name = ",
+            position_sql("c")
+        ))
+        .bind(other.as_str())
+        .push(") OR EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
+        .bind(other.as_str())
+        .push(" AND a.event_id = e.id AND a.state = ")
+        .bind(DeliveryState::Done)
+        .push(")) AND NOT EXISTS (SELECT 1 FROM distribute_deliveries a WHERE a.consumer = ")
+        .bind(other.as_str())
+        .push(" AND a.event_id = e.id AND a.state <> ")
+        .bind(DeliveryState::Done)
+        .push(")");
     }
 }
 

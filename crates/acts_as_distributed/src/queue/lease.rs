@@ -1,9 +1,8 @@
 //! A worker's lease on a claimed batch, renewed while its handlers work, and settled in one
-//! transaction at the end: the batch row deleted, failures and given-back events written as
-//! delivery rows, the position moved. Every change is made only where the lease is still this
+//! transaction at the end: the batch row deleted (the derived position moves with it), failures
+//! and given-back events written as delivery rows. Every change is made only where the lease is still this
 //! worker's.
 
-use super::position::advance;
 use super::state::DeliveryState;
 use crate::backend::{bound_transaction, now_sql};
 use crate::error::Result;
@@ -186,8 +185,8 @@ impl BatchLease {
     /// Records the outcomes in one transaction: the batch row deleted (if it is no longer this
     /// worker's, nothing is recorded: another worker handles its events again, at least once),
     /// a delivery row for each failed or given-back event of the batch, the delivery rows of
-    /// handled events deleted and of the others updated, and the position moved. Returns whether
-    /// it recorded them.
+    /// handled events deleted and of the others updated (the derived position moves with the
+    /// batch row). Returns whether it recorded them.
     pub(crate) async fn settle(&self, outcomes: &[Outcome]) -> Result<bool> {
         let b = self.db.get_database_backend();
         let txn = self.db.begin().await?;
@@ -309,7 +308,6 @@ impl BatchLease {
                 .push(")");
             txn.execute_raw(q.build(b)).await?;
         }
-        advance(&txn, &self.consumer).await?;
         txn.commit().await?;
         Ok(true)
     }

@@ -8,16 +8,26 @@ use crate::error::Result;
 use crate::sql::{Sql, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-/// Moves the consumer's position up to the lowest batch still being handled, or to what it has
-/// claimed when none is: every event up to there is handled, outside its filter, or held by its
-/// own delivery row. One statement, run where a batch is settled.
+/// The position of the consumer whose `distribute_consumers` row is `c`, as an SQL expression:
+/// the lowest batch still being handled, or what it has claimed when none is. Every event up to
+/// it is handled, outside the filter, or held by its own delivery row. Derived, so that settling
+/// a batch never writes the consumer's row (which claims lock).
+pub(crate) fn position_sql(c: &str) -> String {
+    format!(
+        "COALESCE((SELECT MIN(pb.lo) FROM distribute_batches pb WHERE pb.consumer = {c}.name), {c}.claimed_to)"
+    )
+}
+
+/// Stores the derived position in `distribute_consumers.position`, for readers of the table
+/// (idle workers run it).
 pub(crate) async fn advance<C: ConnectionTrait>(db: &C, consumer: &str) -> Result<()> {
-    let reach =
-        "COALESCE((SELECT MIN(b.lo) FROM distribute_batches b WHERE b.consumer = ?), claimed_to)";
+    let reach = position_sql("distribute_consumers");
     db.execute_raw(stmt(
         db.get_database_backend(),
-        &format!("UPDATE distribute_consumers SET position = {reach} WHERE name = ? AND position < {reach}"),
-        vec![consumer.into(), consumer.into(), consumer.into()],
+        &format!(
+            "UPDATE distribute_consumers SET position = {reach} WHERE name = ? AND position < {reach}"
+        ),
+        vec![consumer.into()],
     ))
     .await?;
     Ok(())
@@ -32,8 +42,11 @@ pub(crate) async fn tidy(db: &DatabaseConnection, consumer: &str) -> Result<u64>
     let passed = db
         .execute_raw(stmt(
             db.get_database_backend(),
-            "DELETE FROM distribute_deliveries WHERE consumer = ? AND state = ? AND seq <= \
-             (SELECT position FROM distribute_consumers WHERE name = ?)",
+            &format!(
+                "DELETE FROM distribute_deliveries WHERE consumer = ? AND state = ? AND seq <= \
+                 (SELECT {} FROM distribute_consumers c WHERE c.name = ?)",
+                position_sql("c")
+            ),
             vec![consumer.into(), DeliveryState::Done.into(), consumer.into()],
         ))
         .await?

@@ -1,5 +1,6 @@
 //! Retention: deleting events every consumer has passed, in batches.
 
+use super::position::position_sql;
 use super::state::DeliveryState;
 use crate::backend;
 use crate::error::Result;
@@ -18,7 +19,14 @@ pub(crate) async fn prune(
     let b = db.get_database_backend();
     let floor = scalar(
         db,
-        stmt(b, "SELECT MIN(position) FROM distribute_consumers", vec![]),
+        stmt(
+            b,
+            &format!(
+                "SELECT MIN({}) FROM distribute_consumers c",
+                position_sql("c")
+            ),
+            vec![],
+        ),
     )
     .await?;
     let Some(floor) = floor else { return Ok(0) };

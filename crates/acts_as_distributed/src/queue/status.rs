@@ -1,6 +1,7 @@
 //! What an operator reads: each consumer's counts per type and its blocked objects.
 
 use super::consumer::ConsumerConfig;
+use super::position::position_sql;
 use super::sequencer::sequence_all;
 use super::state::{DeadEvents, DeliveryState};
 use crate::error::Result;
@@ -62,7 +63,10 @@ pub(crate) async fn status(db: &DatabaseConnection) -> Result<Vec<ConsumerStatus
     let consumers = db
         .query_all_raw(stmt(
             b,
-            "SELECT name, position, claimed_to, config FROM distribute_consumers ORDER BY name",
+            &format!(
+                "SELECT name, {} AS position, claimed_to, config FROM distribute_consumers c ORDER BY name",
+                position_sql("c")
+            ),
             vec![],
         ))
         .await?;
