@@ -120,15 +120,16 @@ impl BatchRunner {
     async fn handle_group(&self, group: Vec<Claimed>, deadline: &Deadline) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut held = Held::default();
-        for c in group {
+        for mut c in group {
             // A worker that lost its lease, or cannot know it still has it, starts nothing more.
             if held.contains(&c) || !deadline.holds() {
                 outcomes.push(Outcome::Released(c.id));
                 continue;
             }
-            let result = match c.event {
-                Err(ref malformed) => Err(malformed_error(malformed)),
-                Ok(ref event) => self.call(event.clone()).await,
+            // The event moves to the handler; what its outcome needs stays in `c`.
+            let result = match std::mem::replace(&mut c.event, Err(String::new())) {
+                Err(malformed) => Err(malformed_error(&malformed)),
+                Ok(event) => self.call(event).await,
             };
             outcomes.push(self.settle(&c, result, &mut held));
         }

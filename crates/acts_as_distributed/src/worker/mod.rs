@@ -218,6 +218,8 @@ struct Poll {
     last_seen: i64,
     /// The last claim took events: claim again at once.
     busy: bool,
+    /// When the last probe ran.
+    probed_at: Option<std::time::Instant>,
 }
 
 impl Shared {
@@ -342,6 +344,7 @@ impl Shared {
         let mut poll = Poll {
             last_seen: -1,
             busy: true,
+            probed_at: None,
         };
         while !stop.is_cancelled() {
             let next_due = match self.step(&mut poll, abort).await {
@@ -352,6 +355,7 @@ impl Shared {
                     poll = Poll {
                         last_seen: -1,
                         busy: false,
+                        probed_at: None,
                     };
                     None
                 }
@@ -374,6 +378,17 @@ impl Shared {
     /// One probe, and a claim when it may find work. Returns when the next retry or lease expiry
     /// is due.
     async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<Duration>> {
+        // A busy worker claims again at once and probes (and sequences) once per poll interval.
+        let probed_lately = poll
+            .probed_at
+            .is_some_and(|t| t.elapsed() < self.options.poll_interval);
+        if poll.busy && probed_lately {
+            let n = self.cycle(abort).await?;
+            self.step_worked(n);
+            poll.busy = n > 0;
+            return Ok(None);
+        }
+        poll.probed_at = Some(std::time::Instant::now());
         let p = self
             .bounded(
                 "the probe",
