@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unused_imports)]
 
+pub mod nats;
 pub mod queue;
 
 pub use acts_as_distributed_suite::entities::*;
