@@ -20,6 +20,8 @@
 #![warn(missing_debug_implementations)]
 
 mod connect;
+mod consumer;
+mod dead;
 mod error;
 mod migration;
 mod payload;
@@ -30,6 +32,8 @@ mod subject;
 
 pub use async_nats;
 pub use connect::{connect, connect_options};
+pub use consumer::{StreamConsumer, StreamConsumerBuilder, StreamConsumerHandle, StreamConsumerStats};
+pub use dead::{DeadMessage, dead_messages};
 pub use error::{Error, Result};
 pub use migration::{Migrator, migrations};
 pub use payload::{PAYLOAD_VERSION, Payload, message_id, parse_message_id};
