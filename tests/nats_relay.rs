@@ -303,3 +303,58 @@ async fn the_stream_helper_checks_and_never_changes_a_stream() {
     let bad = Relay::builder(t.db.clone(), client, "has space").build();
     assert!(matches!(bad, Err(Error::Config(_))));
 }
+
+/// Messages deleted from the stream by hand are found by reconcile and republished under their
+/// ids; nothing else is. A dry run reports without publishing; a second run finds all present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_republishes_exactly_the_messages_the_stream_lost() {
+    let Some(url) = nats_url() else { return };
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        migrate(&t.db).await;
+        let ids = seed(&t.db, 500, 50).await;
+        // A short duplicate window, so that the republished copies are stored (a copy within
+        // the window is dropped as a duplicate, and reported so).
+        let s = TestStream::new(&url, |spec| spec.duplicate_window(Duration::from_secs(2))).await;
+        let client = acts_as_distributed_nats::connect(&url).await.expect("connect");
+        let source = unique("src");
+        let relay = Relay::builder(t.db.clone(), client, &source)
+            .subjects(s.subjects.clone())
+            .ack_timeout(Duration::from_secs(1))
+            .retry_span(Duration::from_secs(1))
+            .build()
+            .expect("relay");
+        let handle = relay
+            .worker("nats-relay")
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .expect("worker")
+            .spawn();
+        assert!(wait_count(&s, 500, Duration::from_secs(30)).await);
+        handle.shutdown(Duration::from_secs(10)).await.expect("shutdown");
+        // Lose every 71st message (8 of them).
+        let messages = s.messages().await;
+        let stream = s.stream().await;
+        let mut lost = Vec::new();
+        for (seq, id, _) in messages.iter().step_by(71) {
+            assert!(stream.delete_message(*seq).await.expect("delete"), "deleted");
+            lost.push(acts_as_distributed_nats::parse_message_id(&source, id).expect("our id"));
+        }
+        lost.sort();
+        assert_eq!(s.count().await, 500 - lost.len() as u64);
+        tokio::time::sleep(Duration::from_millis(2_500)).await; // past the duplicate window
+        let dry = relay.reconcile(&s.name).dry_run(true).run().await.expect("dry run");
+        assert_eq!(dry.checked, 500);
+        assert_eq!(dry.missing, lost, "{}: found exactly the lost ones", backend.name());
+        assert!(dry.republished.is_empty());
+        assert_eq!(s.count().await, 500 - lost.len() as u64, "a dry run publishes nothing");
+        let report = relay.reconcile(&s.name).run().await.expect("reconcile");
+        println!("{}: lost {lost:?}; {report}", backend.name());
+        assert_eq!(report.missing, lost);
+        assert_eq!(report.republished, lost, "{}: republished the lost ones", backend.name());
+        assert_eq!(report.present, 500 - lost.len() as u64);
+        assert_exactly(&s, &source, &ids, &format!("{}: after reconcile", backend.name())).await;
+        let again = relay.reconcile(&s.name).run().await.expect("reconcile again");
+        assert_eq!((again.present, again.missing.len()), (500, 0), "{again}");
+    }
+}
