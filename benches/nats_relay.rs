@@ -23,7 +23,9 @@
 use acts_as_distributed::{Event, HandlerError, Worker};
 use acts_as_distributed_nats::{Relay, StreamConsumer, StreamSpec, Subjects};
 use acts_as_distributed_suite::bench::queue::{Knobs, seed_events, write_backlog};
-use acts_as_distributed_suite::bench::{Result, knob, on_each_backend, percentile, progress, table_head};
+use acts_as_distributed_suite::bench::{
+    Result, knob, on_each_backend, percentile, progress, table_head,
+};
 use acts_as_distributed_suite::testdb::{Backend, TestDb};
 use sea_orm_migration::MigratorTrait;
 use std::collections::HashMap;
@@ -80,7 +82,10 @@ async fn bench(backend: &Backend, url: &str) -> Result<Row> {
         })
         .build()?
         .spawn();
-    wait("drain", Duration::from_secs(600), async || seen.load(Ordering::Relaxed) >= n).await?;
+    wait("drain", Duration::from_secs(600), async || {
+        seen.load(Ordering::Relaxed) >= n
+    })
+    .await?;
     let drain = n as f64 / started.elapsed().as_secs_f64();
     handle.shutdown(Duration::from_secs(10)).await?;
     progress(&format!("{}: no-op drain {drain:.0}/s", backend.name()));
@@ -95,14 +100,22 @@ async fn bench(backend: &Backend, url: &str) -> Result<Row> {
         .build()?;
     StreamSpec::new(&name, relay.subjects()).ensure(&js).await?;
     let started = Instant::now();
-    let relaying = relay.worker("relay").batch_size(batch).poll_interval(poll).build()?.spawn();
+    let relaying = relay
+        .worker("relay")
+        .batch_size(batch)
+        .poll_interval(poll)
+        .build()?
+        .spawn();
     let stream_count = async || -> u64 {
         match js.get_stream(&name).await {
             Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
             Err(_) => 0,
         }
     };
-    wait("relay", Duration::from_secs(600), async || stream_count().await >= n as u64).await?;
+    wait("relay", Duration::from_secs(600), async || {
+        stream_count().await >= n as u64
+    })
+    .await?;
     let relay_rate = n as f64 / started.elapsed().as_secs_f64();
     progress(&format!("{}: relay {relay_rate:.0}/s", backend.name()));
 
@@ -123,16 +136,30 @@ async fn bench(backend: &Backend, url: &str) -> Result<Row> {
         })
         .build()?
         .spawn();
-    wait("stream consumer", Duration::from_secs(600), async || got.load(Ordering::Relaxed) >= n).await?;
+    wait("stream consumer", Duration::from_secs(600), async || {
+        got.load(Ordering::Relaxed) >= n
+    })
+    .await?;
     let consumer_rate = n as f64 / started.elapsed().as_secs_f64();
-    progress(&format!("{}: stream consumer {consumer_rate:.0}/s", backend.name()));
+    progress(&format!(
+        "{}: stream consumer {consumer_rate:.0}/s",
+        backend.name()
+    ));
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         let before = got.load(Ordering::Relaxed);
         seed_events(&t.db, 1, 1, n + i).await?;
         let committed = Instant::now();
-        wait("end to end", Duration::from_secs(30), async || got.load(Ordering::Relaxed) > before).await?;
-        let at = *arrived.lock().expect("arrived").values().max().unwrap_or(&committed);
+        wait("end to end", Duration::from_secs(30), async || {
+            got.load(Ordering::Relaxed) > before
+        })
+        .await?;
+        let at = *arrived
+            .lock()
+            .expect("arrived")
+            .values()
+            .max()
+            .unwrap_or(&committed);
         latencies.push(at.saturating_duration_since(committed).as_secs_f64() * 1000.0);
     }
     latencies.sort_by(f64::total_cmp);

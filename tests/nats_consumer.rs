@@ -23,8 +23,14 @@ async fn migrate(db: &DatabaseConnection) {
 }
 
 /// Relays every event of `db` into the test stream; returns the relay's worker handle.
-async fn relay(db: &DatabaseConnection, url: &str, s: &TestStream) -> acts_as_distributed::WorkerHandle {
-    let client = acts_as_distributed_nats::connect(url).await.expect("connect");
+async fn relay(
+    db: &DatabaseConnection,
+    url: &str,
+    s: &TestStream,
+) -> acts_as_distributed::WorkerHandle {
+    let client = acts_as_distributed_nats::connect(url)
+        .await
+        .expect("connect");
     Relay::builder(db.clone(), client, unique("src"))
         .subjects(s.subjects.clone())
         .build()
@@ -70,7 +76,11 @@ async fn order_per_object_holds_in_the_stream_and_across_four_consumer_tasks() {
     let consumer = StreamConsumer::builder(s.js.clone(), &s.name, "ordered")
         .tasks(4)
         .ack_wait(Duration::from_secs(1))
-        .retry(RetryPolicy::default().base(Duration::from_millis(50)).cap(Duration::from_millis(200)))
+        .retry(
+            RetryPolicy::default()
+                .base(Duration::from_millis(50))
+                .cap(Duration::from_millis(200)),
+        )
         .handler(move |e: Event| {
             let (l, f) = (l.clone(), f.clone());
             async move {
@@ -81,21 +91,31 @@ async fn order_per_object_holds_in_the_stream_and_across_four_consumer_tasks() {
                 if e.id == slow_id {
                     tokio::time::sleep(Duration::from_millis(2_500)).await;
                 }
-                l.0.lock().expect("ledger").push((e.id, e.distributed_id.clone(), e.attempt));
+                l.0.lock()
+                    .expect("ledger")
+                    .push((e.id, e.distributed_id.clone(), e.attempt));
                 Ok::<_, HandlerError>(())
             }
         })
         .build()
         .expect("consumer")
         .spawn();
-    let all = poll_every(Duration::from_millis(100), Duration::from_secs(60), async || {
-        ledger.len() >= 3_000
-    })
+    let all = poll_every(
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        async || ledger.len() >= 3_000,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await; // anything handled twice shows now
     let stats = consumer.stats();
-    consumer.shutdown(Duration::from_secs(10)).await.expect("consumer shutdown");
-    relaying.shutdown(Duration::from_secs(10)).await.expect("relay shutdown");
+    consumer
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("consumer shutdown");
+    relaying
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("relay shutdown");
     assert!(all, "handled {} of 3000", ledger.len());
     let entries = ledger.entries();
     let ids: HashSet<i64> = entries.iter().map(|e| e.0).collect();
@@ -116,8 +136,14 @@ async fn order_per_object_holds_in_the_stream_and_across_four_consumer_tasks() {
         sorted.sort();
         assert_eq!(ids, &sorted, "{object} out of order at the consumer");
     }
-    let slow = entries.iter().find(|e| e.0 == slow_id).expect("the slow event");
-    assert_eq!(slow.2, 1, "the slow handler kept its message (progress), no redelivery");
+    let slow = entries
+        .iter()
+        .find(|e| e.0 == slow_id)
+        .expect("the slow event");
+    assert_eq!(
+        slow.2, 1,
+        "the slow handler kept its message (progress), no redelivery"
+    );
     for (object, ids) in s.per_object().await {
         let mut sorted = ids.clone();
         sorted.sort();
@@ -141,8 +167,9 @@ async fn malformed_messages_and_permanent_errors_are_recorded_and_the_rest_flows
         .expect("publish")
         .await
         .expect("ack");
-    let events: Vec<(&str, String, &str)> =
-        (0..101).map(|i| ("Note", format!("n{}", i % 10), "update")).collect();
+    let events: Vec<(&str, String, &str)> = (0..101)
+        .map(|i| ("Note", format!("n{}", i % 10), "update"))
+        .collect();
     write_events(&t.db, &events).await;
     let relaying = relay(&t.db, &url, &s).await;
     let future = serde_json::json!({
@@ -166,29 +193,45 @@ async fn malformed_messages_and_permanent_errors_are_recorded_and_the_rest_flows
                 if e.id == refused {
                     return Err(HandlerError::permanent("refused for good"));
                 }
-                l.0.lock().expect("ledger").push((e.id, e.distributed_id.clone(), e.attempt));
+                l.0.lock()
+                    .expect("ledger")
+                    .push((e.id, e.distributed_id.clone(), e.attempt));
                 Ok::<_, HandlerError>(())
             }
         })
         .build()
         .expect("consumer")
         .spawn();
-    let flowed = poll_every(Duration::from_millis(100), Duration::from_secs(30), async || {
-        ledger.len() >= 100 && consumer.stats().dead >= 3
-    })
+    let flowed = poll_every(
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        async || ledger.len() >= 100 && consumer.stats().dead >= 3,
+    )
     .await;
     let stats = consumer.stats();
-    consumer.shutdown(Duration::from_secs(10)).await.expect("shutdown");
-    relaying.shutdown(Duration::from_secs(10)).await.expect("relay shutdown");
+    consumer
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+    relaying
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("relay shutdown");
     assert!(flowed, "handled {}, {stats:?}", ledger.len());
     let dead = dead_messages(&t.db, &s.name).await.expect("dead messages");
     for d in &dead {
-        println!("dead: seq {} event {:?}: {}", d.stream_sequence, d.event_id, d.error);
+        println!(
+            "dead: seq {} event {:?}: {}",
+            d.stream_sequence, d.event_id, d.error
+        );
     }
     assert_eq!(ledger.len(), 100, "the other events flowed");
     assert_eq!(dead.len(), 3, "three recorded");
     assert_eq!((stats.dead, stats.malformed), (3, 2), "{stats:?}");
-    assert!(dead.iter().any(|d| d.error.contains("malformed") && d.payload == "not json"));
+    assert!(
+        dead.iter()
+            .any(|d| d.error.contains("malformed") && d.payload == "not json")
+    );
     assert!(dead.iter().any(|d| d.error.contains("version 99")));
     assert!(
         dead.iter()
@@ -217,11 +260,13 @@ async fn workload(db: &DatabaseConnection, steps: usize, seed: u64) {
                 note: Set(None),
                 ..Default::default()
             };
-            customers.push(acts_as_distributed::transaction(db, |txn| {
-                Box::pin(async move { c.insert(txn).await })
-            })
-            .await
-            .expect("create customer"));
+            customers.push(
+                acts_as_distributed::transaction(db, |txn| {
+                    Box::pin(async move { c.insert(txn).await })
+                })
+                .await
+                .expect("create customer"),
+            );
         } else if roll < 50 {
             let i = next(customers.len() as u64) as usize;
             let mut am = customers[i].clone().into_active_model();
@@ -240,11 +285,13 @@ async fn workload(db: &DatabaseConnection, steps: usize, seed: u64) {
                 quantity: Set(1 + next(9) as i32),
                 ..Default::default()
             };
-            purchases.push(acts_as_distributed::transaction(db, |txn| {
-                Box::pin(async move { p.insert(txn).await })
-            })
-            .await
-            .expect("create purchase"));
+            purchases.push(
+                acts_as_distributed::transaction(db, |txn| {
+                    Box::pin(async move { p.insert(txn).await })
+                })
+                .await
+                .expect("create purchase"),
+            );
         } else if roll < 92 && !purchases.is_empty() {
             let i = next(purchases.len() as u64) as usize;
             let mut am = purchases[i].clone().into_active_model();
@@ -276,7 +323,9 @@ async fn postgres_through_nats_replicates_into_sqlite_and_mariadb() {
         all.iter().find(|b| matches!(b, Backend::Postgres(_))),
         all.iter().find(|b| matches!(b, Backend::MySql(_))),
     ) else {
-        println!("note: skipping the end-to-end NATS test (needs TEST_POSTGRES_URL and TEST_MYSQL_URL)");
+        println!(
+            "note: skipping the end-to-end NATS test (needs TEST_POSTGRES_URL and TEST_MYSQL_URL)"
+        );
         return;
     };
     let source = TestDb::new(pg).await;
@@ -314,13 +363,24 @@ async fn postgres_through_nats_replicates_into_sqlite_and_mariadb() {
     workload(&source.db, 700, 11).await; // while the relay and the consumers work
     let mut reports = Vec::new();
     for (replicator, replica) in replicators.iter().zip(&replicas) {
-        let equal = poll_every(Duration::from_millis(250), Duration::from_secs(60), async || {
-            replicator.verify(&source.db).await.is_ok_and(|r| r.is_equal())
-        })
+        let equal = poll_every(
+            Duration::from_millis(250),
+            Duration::from_secs(60),
+            async || {
+                replicator
+                    .verify(&source.db)
+                    .await
+                    .is_ok_and(|r| r.is_equal())
+            },
+        )
         .await;
         let report = replicator.verify(&source.db).await.expect("verify");
         println!("{}: {report}", replica.backend.name());
-        assert!(equal, "{}: replica differs:\n{report}", replica.backend.name());
+        assert!(
+            equal,
+            "{}: replica differs:\n{report}",
+            replica.backend.name()
+        );
         reports.push(report);
     }
     for (c, replica) in consumers.into_iter().zip(&replicas) {
@@ -329,5 +389,8 @@ async fn postgres_through_nats_replicates_into_sqlite_and_mariadb() {
         c.shutdown(Duration::from_secs(10)).await.expect("shutdown");
         assert_eq!(stats.dead, 0, "{}: nothing dead", replica.backend.name());
     }
-    relaying.shutdown(Duration::from_secs(10)).await.expect("relay shutdown");
+    relaying
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("relay shutdown");
 }

@@ -48,7 +48,10 @@ async fn records(db: &DatabaseConnection) -> i64 {
 
 /// Waits (up to `limit`) until the stream holds `n` messages.
 async fn wait_count(s: &TestStream, n: u64, limit: Duration) -> bool {
-    poll_every(Duration::from_millis(100), limit, async || s.count().await >= n).await
+    poll_every(Duration::from_millis(100), limit, async || {
+        s.count().await >= n
+    })
+    .await
 }
 
 /// Asserts the stream holds each of `ids` exactly once, and nothing else.
@@ -64,7 +67,11 @@ async fn assert_exactly(s: &TestStream, source: &str, ids: &[i64], what: &str) {
         got.len() - distinct.len()
     );
     assert_eq!(missing, 0, "{what}: events missing from the stream");
-    assert_eq!(got.len(), distinct.len(), "{what}: duplicates in the stream");
+    assert_eq!(
+        got.len(),
+        distinct.len(),
+        "{what}: duplicates in the stream"
+    );
     assert_eq!(distinct, want, "{what}: exactly the relayed events");
     assert_eq!(s.count().await, ids.len() as u64, "{what}: stream count");
 }
@@ -90,7 +97,9 @@ async fn ten_thousand_events_are_in_the_stream_exactly_once() {
         migrate(&t.db).await;
         let ids = seed(&t.db, 10_000, 200).await;
         let s = TestStream::new(&url, |spec| spec).await;
-        let client = acts_as_distributed_nats::connect(&url).await.expect("connect");
+        let client = acts_as_distributed_nats::connect(&url)
+            .await
+            .expect("connect");
         let source = unique("src");
         let relay = Relay::builder(t.db.clone(), client, &source)
             .subjects(s.subjects.clone())
@@ -110,7 +119,10 @@ async fn ten_thousand_events_are_in_the_stream_exactly_once() {
             s.count().await
         );
         let elapsed = started.elapsed();
-        handle.shutdown(Duration::from_secs(10)).await.expect("shutdown");
+        handle
+            .shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
         let what = format!("{}: 10000 events in {elapsed:?}", backend.name());
         assert_exactly(&s, &source, &ids, &what).await;
         assert_ordered_per_object(&s, &what).await;
@@ -179,16 +191,30 @@ async fn a_relay_killed_mid_batch_loses_and_duplicates_nothing() {
             kills.push(s.count().await);
         }
         let _last = ChildWorker::start("relay_child", &t.url, &file);
-        let all = poll_every(Duration::from_millis(200), Duration::from_secs(90), async || {
-            let pending: u64 = Queue::new(t.db.clone())
-                .status()
-                .await
-                .map(|c| c.iter().flat_map(|c| &c.types).map(|t| t.pending + t.errored).sum())
-                .unwrap_or(1);
-            pending == 0 && s.count().await >= 10_000
-        })
+        let all = poll_every(
+            Duration::from_millis(200),
+            Duration::from_secs(90),
+            async || {
+                let pending: u64 = Queue::new(t.db.clone())
+                    .status()
+                    .await
+                    .map(|c| {
+                        c.iter()
+                            .flat_map(|c| &c.types)
+                            .map(|t| t.pending + t.errored)
+                            .sum()
+                    })
+                    .unwrap_or(1);
+                pending == 0 && s.count().await >= 10_000
+            },
+        )
         .await;
-        assert!(all, "{}: relayed {} of 10000", backend.name(), s.count().await);
+        assert!(
+            all,
+            "{}: relayed {} of 10000",
+            backend.name(),
+            s.count().await
+        );
         let what = format!(
             "{}: killed at {kills:?} messages, done in {:?}",
             backend.name(),
@@ -226,7 +252,10 @@ async fn a_nats_outage_pauses_the_relay_and_loses_nothing() {
         .build()
         .expect("worker")
         .spawn();
-    assert!(wait_count(&s, 500, Duration::from_secs(30)).await, "the relay started");
+    assert!(
+        wait_count(&s, 500, Duration::from_secs(30)).await,
+        "the relay started"
+    );
     proxy.cut();
     let at_cut = s.count().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -239,11 +268,16 @@ async fn a_nats_outage_pauses_the_relay_and_loses_nothing() {
         s.count().await
     );
     let caught_up = back.elapsed();
-    handle.shutdown(Duration::from_secs(10)).await.expect("shutdown");
-    assert!(during <= at_cut + 300, "nothing reached the stream during the cut");
-    let what = format!(
-        "outage: cut at {at_cut}, {during} at restore, caught up {caught_up:?} after"
+    handle
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+    assert!(
+        during <= at_cut + 300,
+        "nothing reached the stream during the cut"
     );
+    let what =
+        format!("outage: cut at {at_cut}, {during} at restore, caught up {caught_up:?} after");
     assert_exactly(&s, &source, &ids, &what).await;
     assert_ordered_per_object(&s, &what).await;
 }
@@ -275,10 +309,16 @@ async fn the_stream_helper_checks_and_never_changes_a_stream() {
     }
     let config = s.stream().await.cached_info().config.clone();
     assert_eq!(config.storage, StorageType::File, "unchanged");
-    assert_eq!(config.duplicate_window, Duration::from_secs(60), "unchanged");
+    assert_eq!(
+        config.duplicate_window,
+        Duration::from_secs(60),
+        "unchanged"
+    );
     // A relay retrying for 2 minutes needs a longer window than 60 s.
     let t = TestDb::new(&Backend::Sqlite).await;
-    let client = acts_as_distributed_nats::connect(&url).await.expect("connect");
+    let client = acts_as_distributed_nats::connect(&url)
+        .await
+        .expect("connect");
     let relay = Relay::builder(t.db.clone(), client, "src")
         .subjects(s.subjects.clone())
         .retry_span(Duration::from_secs(120))
@@ -290,16 +330,24 @@ async fn the_stream_helper_checks_and_never_changes_a_stream() {
         .check(&s.js)
         .await
         .expect_err("too short");
-    assert!(matches!(err, Error::DuplicateWindowTooShort { .. }), "{err}");
+    assert!(
+        matches!(err, Error::DuplicateWindowTooShort { .. }),
+        "{err}"
+    );
     let fresh = StreamSpec::new(unique("NEW").to_uppercase(), &Subjects::prefix(unique("n")))
         .duplicate_window(Duration::from_secs(60))
         .for_relay(&relay)
         .ensure(&s.js)
         .await
         .expect_err("refused before creating");
-    assert!(matches!(fresh, Error::DuplicateWindowTooShort { .. }), "{fresh}");
+    assert!(
+        matches!(fresh, Error::DuplicateWindowTooShort { .. }),
+        "{fresh}"
+    );
     // Bad relay settings are refused at build.
-    let client = acts_as_distributed_nats::connect(&url).await.expect("connect");
+    let client = acts_as_distributed_nats::connect(&url)
+        .await
+        .expect("connect");
     let bad = Relay::builder(t.db.clone(), client, "has space").build();
     assert!(matches!(bad, Err(Error::Config(_))));
 }
@@ -316,7 +364,9 @@ async fn reconcile_republishes_exactly_the_messages_the_stream_lost() {
         // A short duplicate window, so that the republished copies are stored (a copy within
         // the window is dropped as a duplicate, and reported so).
         let s = TestStream::new(&url, |spec| spec.duplicate_window(Duration::from_secs(2))).await;
-        let client = acts_as_distributed_nats::connect(&url).await.expect("connect");
+        let client = acts_as_distributed_nats::connect(&url)
+            .await
+            .expect("connect");
         let source = unique("src");
         let relay = Relay::builder(t.db.clone(), client, &source)
             .subjects(s.subjects.clone())
@@ -331,30 +381,65 @@ async fn reconcile_republishes_exactly_the_messages_the_stream_lost() {
             .expect("worker")
             .spawn();
         assert!(wait_count(&s, 500, Duration::from_secs(30)).await);
-        handle.shutdown(Duration::from_secs(10)).await.expect("shutdown");
+        handle
+            .shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
         // Lose every 71st message (8 of them).
         let messages = s.messages().await;
         let stream = s.stream().await;
         let mut lost = Vec::new();
         for (seq, id, _) in messages.iter().step_by(71) {
-            assert!(stream.delete_message(*seq).await.expect("delete"), "deleted");
+            assert!(
+                stream.delete_message(*seq).await.expect("delete"),
+                "deleted"
+            );
             lost.push(acts_as_distributed_nats::parse_message_id(&source, id).expect("our id"));
         }
         lost.sort();
         assert_eq!(s.count().await, 500 - lost.len() as u64);
         tokio::time::sleep(Duration::from_millis(2_500)).await; // past the duplicate window
-        let dry = relay.reconcile(&s.name).dry_run(true).run().await.expect("dry run");
+        let dry = relay
+            .reconcile(&s.name)
+            .dry_run(true)
+            .run()
+            .await
+            .expect("dry run");
         assert_eq!(dry.checked, 500);
-        assert_eq!(dry.missing, lost, "{}: found exactly the lost ones", backend.name());
+        assert_eq!(
+            dry.missing,
+            lost,
+            "{}: found exactly the lost ones",
+            backend.name()
+        );
         assert!(dry.republished.is_empty());
-        assert_eq!(s.count().await, 500 - lost.len() as u64, "a dry run publishes nothing");
+        assert_eq!(
+            s.count().await,
+            500 - lost.len() as u64,
+            "a dry run publishes nothing"
+        );
         let report = relay.reconcile(&s.name).run().await.expect("reconcile");
         println!("{}: lost {lost:?}; {report}", backend.name());
         assert_eq!(report.missing, lost);
-        assert_eq!(report.republished, lost, "{}: republished the lost ones", backend.name());
+        assert_eq!(
+            report.republished,
+            lost,
+            "{}: republished the lost ones",
+            backend.name()
+        );
         assert_eq!(report.present, 500 - lost.len() as u64);
-        assert_exactly(&s, &source, &ids, &format!("{}: after reconcile", backend.name())).await;
-        let again = relay.reconcile(&s.name).run().await.expect("reconcile again");
+        assert_exactly(
+            &s,
+            &source,
+            &ids,
+            &format!("{}: after reconcile", backend.name()),
+        )
+        .await;
+        let again = relay
+            .reconcile(&s.name)
+            .run()
+            .await
+            .expect("reconcile again");
         assert_eq!((again.present, again.missing.len()), (500, 0), "{again}");
     }
 }

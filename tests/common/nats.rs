@@ -33,7 +33,11 @@ pub fn unique(what: &str) -> String {
     format!(
         "{what}_{}_{}",
         std::process::id(),
-        uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("x")
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or("x")
     )
 }
 

@@ -438,7 +438,13 @@ impl Shared {
     }
 
     /// Terminates a message and records it.
-    async fn terminate(&self, message: &Message, sequence: u64, event_id: Option<i64>, error: &str) {
+    async fn terminate(
+        &self,
+        message: &Message,
+        sequence: u64,
+        event_id: Option<i64>,
+        error: &str,
+    ) {
         self.stats.dead.fetch_add(1, Ordering::Relaxed);
         tracing::error!(sequence, event = ?event_id, subject = %message.subject, %error, "message terminated");
         if let Err(e) = message.ack_with(AckKind::Term).await {

@@ -33,7 +33,9 @@ mod subject;
 
 pub use async_nats;
 pub use connect::{connect, connect_options};
-pub use consumer::{StreamConsumer, StreamConsumerBuilder, StreamConsumerHandle, StreamConsumerStats};
+pub use consumer::{
+    StreamConsumer, StreamConsumerBuilder, StreamConsumerHandle, StreamConsumerStats,
+};
 pub use dead::{DeadMessage, dead_messages};
 pub use error::{Error, Result};
 pub use migration::{Migrator, migrations};

@@ -148,7 +148,11 @@ mod tests {
 
     #[test]
     fn malformed_and_future_payloads_are_refused() {
-        assert!(Payload::decode(b"not json").expect_err("an error").contains("malformed"));
+        assert!(
+            Payload::decode(b"not json")
+                .expect_err("an error")
+                .contains("malformed")
+        );
         assert!(Payload::decode(b"{\"version\":1}").is_err());
         let event = Event::new(1, "User", "u", Action::Destroy, serde_json::json!({}));
         let mut p = serde_json::to_value(Payload::from_event("s", &event)).expect("ok");

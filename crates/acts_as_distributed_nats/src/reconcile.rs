@@ -125,7 +125,11 @@ impl Reconcile<'_> {
                 .into_iter()
                 .map(|e| e.id)
                 .collect();
-            let gone: Vec<i64> = ids.iter().copied().filter(|i| !retained.contains(i)).collect();
+            let gone: Vec<i64> = ids
+                .iter()
+                .copied()
+                .filter(|i| !retained.contains(i))
+                .collect();
             if !gone.is_empty() && !self.dry_run {
                 let mut delete = Query::delete();
                 delete
@@ -143,8 +147,10 @@ impl Reconcile<'_> {
                     let source = source.as_str();
                     async move { (id, present(stream, seq, &message_id(source, id)).await) }
                 });
-            let results: Vec<(i64, Result<bool>)> =
-                futures_util::stream::iter(checks).buffer_unordered(LOOKUPS).collect().await;
+            let results: Vec<(i64, Result<bool>)> = futures_util::stream::iter(checks)
+                .buffer_unordered(LOOKUPS)
+                .collect()
+                .await;
             for (id, found) in results {
                 report.checked += 1;
                 if found? {

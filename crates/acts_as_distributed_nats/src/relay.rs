@@ -196,7 +196,12 @@ impl Relay {
             let error = match outcome {
                 Ok(ack) => {
                     if tries > 1 {
-                        tracing::info!(event = event.id, tries, duplicate = ack.duplicate, "published after retries");
+                        tracing::info!(
+                            event = event.id,
+                            tries,
+                            duplicate = ack.duplicate,
+                            "published after retries"
+                        );
                     }
                     return Ok(ack);
                 }
@@ -389,7 +394,9 @@ impl RelayBuilder {
         let bad = |m: String| Err(Error::Config(m));
         if o.source.is_empty()
             || o.source.len() > 200
-            || o.source.chars().any(|c| c.is_whitespace() || c.is_control())
+            || o.source
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return bad(format!(
                 "the relay's source id must have 1 to 200 characters and no white space, got {:?}",

@@ -276,7 +276,9 @@ mod tests {
         let spec = StreamSpec::new("S", &Subjects::default())
             .duplicate_window(Duration::from_secs(10))
             .min_duplicate_window(Duration::from_secs(30));
-        let e = spec.check_window(spec.duplicate_window).expect_err("an error");
+        let e = spec
+            .check_window(spec.duplicate_window)
+            .expect_err("an error");
         assert!(matches!(e, Error::DuplicateWindowTooShort { .. }), "{e}");
     }
 }

@@ -149,7 +149,12 @@ mod tests {
         assert!(s.subject(&event("a.")).is_err());
         assert!(s.subject(&event(">")).is_err());
         let outside = Subjects::custom("app", |e| format!("other.{}", e.distributed_type));
-        assert!(outside.subject(&event("User")).expect_err("an error").contains("outside"));
+        assert!(
+            outside
+                .subject(&event("User"))
+                .expect_err("an error")
+                .contains("outside")
+        );
         assert!(Subjects::prefix("a..b").check().is_err());
     }
 }
