@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod freeze;
+pub mod nats;
 pub mod queue;
 
 pub use acts_as_distributed_suite::entities::*;
