@@ -6,12 +6,12 @@
 //! **Claim cost.** Two fresh databases: one with `BENCH_HISTORY_SMALL` processed events, one with
 //! `BENCH_HISTORY`. The processed events are generated in the server (`INSERT .. SELECT` over a
 //! digits table) with `seq` already set; `distribute_sequencer.last_seq` and the consumer's
-//! `position` are then set past them with an `UPDATE`: the state a consumer is in after it has
-//! handled them and `advance` has deleted their `done` deliveries. Then `BENCH_CLAIMS + 1`
+//! `position` and `claimed_to` are then set past them with an `UPDATE`: the state a consumer is in
+//! after it has handled them. Then `BENCH_CLAIMS + 1`
 //! batches of pending events are inserted and sequenced (not timed). Timed: `Worker::run_once`
 //! with a no-op handler, which claims and handles one batch. That is the whole cycle: register (2
-//! statements), one empty sequencer transaction, the claim transaction, the handler calls, the
-//! ack and the advance. The first call per database is a warm-up; the calls alternate between the
+//! statements), one empty sequencer transaction, the claim transaction, the handler calls and
+//! the settle. The first call per database is a warm-up; the calls alternate between the
 //! two databases. `idle` is `run_once` with nothing pending. The workers use a pool with sqlx
 //! statement logging on, so that the time of each statement per `run_once` is reported beside it
 //! (the logging costs both sides alike).
@@ -74,6 +74,7 @@ async fn history_db(backend: &Backend, history: usize, knobs: &Knobs) -> Result<
         Query::update()
             .table("distribute_consumers")
             .value("position", history as i64)
+            .value("claimed_to", history as i64)
             .and_where(Expr::col("name").eq("claimer")),
     )
     .await?;

@@ -56,6 +56,9 @@ enum Drain {
     Library { workers: usize, concurrency: usize },
     /// The raw-SQL baseline with this many clients.
     Raw { clients: usize },
+    /// This many consumers draining the same backlog together, one worker each; the rate is
+    /// their total.
+    Consumers { consumers: usize },
 }
 
 impl Drain {
@@ -72,6 +75,9 @@ impl Drain {
                 "raw SQL, {clients} client{}",
                 if clients == 1 { "" } else { "s" }
             ),
+            Drain::Consumers { consumers } => {
+                format!("library, {consumers} consumers together (total of their rates)")
+            }
         }
     }
 }
@@ -93,6 +99,7 @@ fn drains(knobs: &Knobs) -> Vec<Drain> {
             workers: 4,
             concurrency: 1,
         },
+        Drain::Consumers { consumers: 4 },
     ];
     if knobs.concurrency > 1 {
         v.push(Drain::Library {
@@ -155,6 +162,51 @@ async fn library_drain(
         h.shutdown(Duration::from_secs(30)).await?;
     }
     run.duplicates = tracker.duplicates();
+    run.warnings = warnings() - warnings_before;
+    Ok(run)
+}
+
+/// `consumers` consumers of the same backlog, one worker each, spawned together; the clock runs
+/// until every one has seen every event. Each one's own rate goes to stderr.
+async fn consumers_drain(
+    db: &DatabaseConnection,
+    prefix: &str,
+    consumers: usize,
+    knobs: &Knobs,
+    backlog: Backlog,
+) -> Result<DrainRun> {
+    let trackers: Vec<Arc<Tracker>> = (0..consumers)
+        .map(|_| Arc::new(Tracker::new(backlog, backlog.len)))
+        .collect();
+    let names: Vec<String> = (0..consumers).map(|i| format!("{prefix}_{i}")).collect();
+    let built = names
+        .iter()
+        .zip(&trackers)
+        .map(|(name, tracker)| tracked_worker(db, name, 1, knobs, tracker))
+        .collect::<Result<Vec<_>>>()?;
+    let warnings_before = warnings();
+    let meter = Meter::start();
+    let start = Instant::now();
+    let handles: Vec<WorkerHandle> = built.into_iter().map(|w| w.spawn()).collect();
+    let waits = names
+        .iter()
+        .zip(&trackers)
+        .map(|(name, tracker)| async move { tracker.wait(name).await.map(|()| start.elapsed()) });
+    let times = futures::future::try_join_all(waits).await?;
+    let mut run = DrainRun::measure(backlog, start, &meter);
+    run.rate *= consumers as f64;
+    for h in handles {
+        h.shutdown(Duration::from_secs(30)).await?;
+    }
+    let each: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:.0}", backlog.len as f64 / t.as_secs_f64()))
+        .collect();
+    progress(&format!(
+        "    each consumer's events/s: {}",
+        each.join(", ")
+    ));
+    run.duplicates = trackers.iter().map(|t| t.duplicates()).sum();
     run.warnings = warnings() - warnings_before;
     Ok(run)
 }
@@ -229,6 +281,10 @@ async fn bench_backend(backend: &Backend, knobs: &Knobs) -> Result<BackendReport
                     library_drain(db, &consumer, workers, concurrency, knobs, backlog).await?
                 }
                 Drain::Raw { clients } => raw_drain(db, clients, knobs, backlog).await?,
+                Drain::Consumers { consumers } => {
+                    let prefix = format!("together_{consumers}_r{round}");
+                    consumers_drain(db, &prefix, consumers, knobs, backlog).await?
+                }
             };
             progress(&format!(
                 "  {name} round {}: {}: {:.0} events/s ({} seen twice, {} library warnings)",

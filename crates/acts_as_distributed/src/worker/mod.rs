@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -71,6 +72,10 @@ struct Shared {
     options: WorkerOptions,
     batch: Arc<BatchRunner>,
     health: Mutex<WorkerHealth>,
+    /// Its last claim beside other workers' batches met mostly their objects.
+    crowded: AtomicBool,
+    /// Claims it gave up to other workers' batches.
+    yields: AtomicU32,
 }
 
 impl std::fmt::Debug for Shared {
@@ -133,7 +138,7 @@ impl Worker {
         self.shared.batch.handler.check().await?;
         self.shared.register().await?;
         sequence_all(&self.shared.db).await?;
-        self.shared.cycle(&CancellationToken::new()).await
+        Ok(self.shared.cycle(&CancellationToken::new()).await?.0)
     }
 
     /// Starts the worker on the current tokio runtime. A worker that cannot work at all (its
@@ -242,6 +247,8 @@ impl Shared {
             options,
             batch,
             health: Mutex::new(WorkerHealth::default()),
+            crowded: AtomicBool::new(false),
+            yields: AtomicU32::new(0),
         }
     }
 
@@ -383,9 +390,9 @@ impl Shared {
             .probed_at
             .is_some_and(|t| t.elapsed() < self.options.poll_interval);
         if poll.busy && probed_lately {
-            let n = self.cycle(abort).await?;
+            let (n, again) = self.cycle(abort).await?;
             self.step_worked(n);
-            poll.busy = n > 0;
+            poll.busy = again;
             return Ok(None);
         }
         poll.probed_at = Some(std::time::Instant::now());
@@ -408,16 +415,21 @@ impl Shared {
             return Ok(p.next_due);
         }
         poll.last_seen = p.max_seq;
-        let n = self.cycle(abort).await?;
+        let (n, again) = self.cycle(abort).await?;
         self.step_worked(n);
-        poll.busy = n > 0;
+        poll.busy = again;
         // A due delivery that could not be taken (its lease was renewed meanwhile) must not make
         // the worker spin: wait for the poll interval.
         Ok(if n == 0 { None } else { p.next_due })
     }
 
-    /// Claims one batch, handles it, records the outcomes and advances the position.
-    async fn cycle(&self, abort: &CancellationToken) -> Result<usize> {
+    /// Claims one batch, handles it and records the outcomes. Returns how many events it took
+    /// (or parked), and whether to claim again at once.
+    async fn cycle(&self, abort: &CancellationToken) -> Result<(usize, bool)> {
+        // A worker whose claims mostly met objects of other workers' batches waits for those
+        // batches instead of claiming beside them (every eighth claim looks again): with cheap
+        // handlers, workers then take turns instead of waiting on each other.
+        let crowded = self.crowded.load(Ordering::Relaxed);
         let request = ClaimRequest {
             consumer: &self.consumer,
             owner: &self.owner,
@@ -425,8 +437,23 @@ impl Shared {
             limit: self.options.batch_size,
             lease: self.options.lease,
             max_attempts: self.options.retry.attempts(),
+            yield_to_others: crowded && self.yields.load(Ordering::Relaxed) % 8 != 7,
         };
         let claim = self.bounded("a claim", claim(&self.db, &request)).await?;
+        if claim.yielded {
+            self.yields.fetch_add(1, Ordering::Relaxed);
+            self.wait_settled(&claim.behind, None, abort).await?;
+            return Ok((0, true));
+        }
+        if !claim.behind.is_empty() {
+            let deferred = claim
+                .events
+                .iter()
+                .filter(|c| claim.deferred.contains(&c.object()))
+                .count();
+            self.crowded
+                .store(deferred * 2 >= claim.events.len().max(1), Ordering::Relaxed);
+        }
         let n = claim.events.len();
         if n == 0 {
             // Nothing to handle; still move the position over events outside the filter or
@@ -434,7 +461,8 @@ impl Shared {
             let tidied = self
                 .bounded("tidying", tidy(&self.db, &self.consumer))
                 .await?;
-            return Ok(claim.parked + tidied as usize);
+            let n = claim.parked + tidied as usize;
+            return Ok((n, n > 0));
         }
         // While the handlers work, the leases are renewed every third of the lease, so a slow
         // handler keeps its events; a worker that dies stops renewing and loses them.
@@ -482,7 +510,7 @@ impl Shared {
             self.update_health(|h| {
                 h.last_error = Some("a batch's lease was lost while it was handled".into())
             });
-            return Ok(n);
+            return Ok((n, true));
         }
         tracing::debug!(
             claimed = n,
@@ -492,7 +520,7 @@ impl Shared {
                 .count(),
             "batch handled"
         );
-        Ok(n + claim.parked)
+        Ok((n + claim.parked, true))
     }
 
     /// `call`, bounded by the lease: a database call that hangs (a lost network, a stalled
@@ -511,6 +539,32 @@ impl Shared {
         )))
     }
 
+    /// Waits until the batches named by `behind` are settled (or their lease ran out); returns
+    /// whether they were within one lease (and while `deadline`, the worker's own lease, holds).
+    async fn wait_settled(
+        &self,
+        behind: &[i64],
+        deadline: Option<&Deadline>,
+        abort: &CancellationToken,
+    ) -> Result<bool> {
+        let waited = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let check = any_held(&self.db, &self.consumer, behind);
+            if !self.bounded("a check of other batches", check).await? {
+                return Ok(true);
+            }
+            if waited.elapsed() >= self.options.lease || deadline.is_some_and(|d| !d.holds()) {
+                return Ok(false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = abort.cancelled() => return Ok(false),
+            }
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
     /// Handles the events whose objects also have events in other workers' batches (`behind`),
     /// once those batches are settled; gives them back when they are not settled within one
     /// lease, or when their objects are held back by then (an earlier event failed).
@@ -523,29 +577,13 @@ impl Shared {
     ) -> Vec<Outcome> {
         let give_back =
             |events: &[Claimed]| events.iter().map(|c| Outcome::Released(c.id)).collect();
-        let waited = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self
-                .bounded(
-                    "a check of other batches",
-                    any_held(&self.db, &self.consumer, behind),
-                )
-                .await
-            {
-                Ok(false) => break,
-                Ok(true) if waited.elapsed() < self.options.lease && deadline.holds() => {}
-                Ok(true) => return give_back(&deferred),
-                Err(e) => {
-                    tracing::warn!(error = %e, "checking other workers' batches failed");
-                    return give_back(&deferred);
-                }
+        match self.wait_settled(behind, Some(deadline), abort).await {
+            Ok(true) => {}
+            Ok(false) => return give_back(&deferred),
+            Err(e) => {
+                tracing::warn!(error = %e, "checking other workers' batches failed");
+                return give_back(&deferred);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = abort.cancelled() => return give_back(&deferred),
-            }
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
         let ids: Vec<i64> = deferred.iter().map(|c| c.id).collect();
         let check = held_back(&self.db, &self.consumer, &self.options.config, &ids);
