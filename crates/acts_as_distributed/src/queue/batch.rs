@@ -132,6 +132,19 @@ pub(crate) async fn objects_in<C: ConnectionTrait>(
         .collect()
 }
 
+/// The batches of `consumer` held under a lease that has not run out (a plain read: it takes no
+/// lock, not even SQLite's write lock).
+pub(crate) async fn held_batches<C: ConnectionTrait>(db: &C, consumer: &str) -> Result<Vec<i64>> {
+    let b = db.get_database_backend();
+    let mut q = Sql::new("SELECT lo FROM distribute_batches WHERE consumer = ");
+    q.bind(consumer)
+        .push(&format!(" AND leased_until > {}", now_sql(b)));
+    let rows = db.query_all_raw(q.build(b)).await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get_by_index::<i64>(0)?))
+        .collect()
+}
+
 /// Whether any of the batches named by `los` is still held under a lease that has not run out.
 pub(crate) async fn any_held<C: ConnectionTrait>(
     db: &C,

@@ -45,8 +45,6 @@ pub(crate) struct ClaimRequest<'a> {
     pub lease: Duration,
     /// Attempts before an event is dead, crashes included.
     pub max_attempts: u32,
-    /// Take nothing while other workers' batches are leased (see [`Claim::yielded`]).
-    pub yield_to_others: bool,
 }
 
 /// One claimed batch: its events, how many new events were parked as waiting, the lease
@@ -59,9 +57,6 @@ pub(crate) struct Claim {
     pub lease: BatchLease,
     pub deferred: HashSet<(String, String)>,
     pub behind: Vec<i64>,
-    /// Nothing was taken because other workers' batches (`behind`) are leased and the request
-    /// asked to yield to them.
-    pub yielded: bool,
 }
 
 const EVENT_COLUMNS: &str = "e.id, e.seq, e.distributed_type, e.distributed_id, e.action, e.changes, \
@@ -268,25 +263,6 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
         }
     }
 
-    if req.yield_to_others && !others.is_empty() {
-        txn.rollback().await?;
-        return Ok(Claim {
-            events: Vec::new(),
-            parked: 0,
-            lease: BatchLease::new(
-                db.clone(),
-                req.consumer.clone(),
-                req.owner.clone(),
-                Held::default(),
-                req.lease,
-                asked_at,
-            ),
-            deferred: HashSet::new(),
-            behind: others.iter().map(|b| b.lo).collect(),
-            yielded: true,
-        });
-    }
-
     // A lease that ran out while its worker still owned it means that worker stopped before
     // finishing (a crash, a kill, a pause, a lost connection). Such attempts count: an event whose
     // attempts are used up that way is dead, like one whose handler kept failing.
@@ -420,7 +396,6 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
         lease,
         deferred,
         behind: others.iter().map(|b| b.lo).collect(),
-        yielded: false,
     })
 }
 

@@ -20,7 +20,7 @@ pub use handler::{Handler, HandlerError};
 pub use retry::RetryPolicy;
 
 use crate::error::{Error, Result};
-use crate::queue::batch::{any_held, held_back};
+use crate::queue::batch::{any_held, held_back, held_batches};
 use crate::queue::claim::Claimed;
 use crate::queue::claim::{ClaimRequest, claim};
 use crate::queue::consumer::register;
@@ -74,7 +74,7 @@ struct Shared {
     health: Mutex<WorkerHealth>,
     /// Its last claim beside other workers' batches met mostly their objects.
     crowded: AtomicBool,
-    /// Claims it gave up to other workers' batches.
+    /// Claims it considered giving up to other workers' batches.
     yields: AtomicU32,
 }
 
@@ -429,7 +429,16 @@ impl Shared {
         // A worker whose claims mostly met objects of other workers' batches waits for those
         // batches instead of claiming beside them (every eighth claim looks again): with cheap
         // handlers, workers then take turns instead of waiting on each other.
-        let crowded = self.crowded.load(Ordering::Relaxed);
+        if self.crowded.load(Ordering::Relaxed)
+            && self.yields.fetch_add(1, Ordering::Relaxed) % 8 != 7
+        {
+            let check = held_batches(&self.db, &self.consumer);
+            let behind = self.bounded("a check of other batches", check).await?;
+            if !behind.is_empty() {
+                self.wait_settled(&behind, None, abort).await?;
+                return Ok((0, true));
+            }
+        }
         let request = ClaimRequest {
             consumer: &self.consumer,
             owner: &self.owner,
@@ -437,14 +446,8 @@ impl Shared {
             limit: self.options.batch_size,
             lease: self.options.lease,
             max_attempts: self.options.retry.attempts(),
-            yield_to_others: crowded && self.yields.load(Ordering::Relaxed) % 8 != 7,
         };
         let claim = self.bounded("a claim", claim(&self.db, &request)).await?;
-        if claim.yielded {
-            self.yields.fetch_add(1, Ordering::Relaxed);
-            self.wait_settled(&claim.behind, None, abort).await?;
-            return Ok((0, true));
-        }
         if !claim.behind.is_empty() {
             let deferred = claim
                 .events
