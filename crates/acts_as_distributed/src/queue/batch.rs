@@ -4,7 +4,7 @@
 //! names the batch. A batch that ends well leaves nothing behind; only the events that fail or
 //! must wait get delivery rows.
 
-use super::consumer::ConsumerConfig;
+use super::consumer::{ConsumerConfig, Unless};
 use super::state::DeliveryState;
 use crate::backend::now_sql;
 use crate::error::Result;
@@ -169,10 +169,12 @@ pub(crate) async fn any_held<C: ConnectionTrait>(
 }
 
 /// Which of the events `ids` of `consumer` are held back now by an earlier unfinished delivery
-/// of their object (see [`ConsumerConfig::push_unblocked`]).
+/// of their object (see [`ConsumerConfig::push_unblocked`]) other than those leased to `owner`
+/// (the claim's own, handled before them).
 pub(crate) async fn held_back<C: ConnectionTrait>(
     db: &C,
     consumer: &str,
+    owner: &str,
     config: &ConsumerConfig,
     ids: &[i64],
 ) -> Result<HashSet<i64>> {
@@ -181,7 +183,7 @@ pub(crate) async fn held_back<C: ConnectionTrait>(
     }
     let mut q = Sql::new("SELECT e.id FROM distributes e WHERE e.id IN (");
     q.bind_list(ids.iter().copied()).push(") AND NOT ");
-    config.push_unblocked(&mut q, consumer, "e");
+    config.push_unblocked_but(&mut q, consumer, "e", Unless::LeasedTo(owner));
     let rows = db.query_all_raw(q.build(db.get_database_backend())).await?;
     rows.iter()
         .map(|r| Ok(r.try_get_by_index::<i64>(0)?))

@@ -2,7 +2,7 @@
 //! `seq` order, leased to one worker in one transaction.
 
 use super::batch::{BatchRow, Leftover, batches_of, dissolve, objects_in};
-use super::consumer::{ConsumerConfig, push_claimable};
+use super::consumer::{ConsumerConfig, Unless, push_claimable};
 use super::lease::{BatchLease, Held};
 use super::position::position_sql;
 use super::sequencer::last_seq;
@@ -418,7 +418,8 @@ async fn claim_due<C: ConnectionTrait>(
     q.bind(consumer).push(" AND d.state IN ");
     push_claimable(&mut q);
     q.push(" AND d.available_at <= ").bind(now).push(" AND ");
-    req.config.push_unblocked(&mut q, consumer, "d");
+    req.config
+        .push_unblocked_but(&mut q, consumer, "d", Unless::DueAt(now));
     if !req.config.after.is_empty() {
         // A waiting event may wait for an `after` consumer: only once that one has handled it.
         q.push(" AND (d.state <> ")

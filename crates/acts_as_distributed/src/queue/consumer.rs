@@ -59,6 +59,18 @@ impl ConsumerConfig {
     /// or `distribute_deliveries` with `seq`, `distributed_type`, `distributed_id`) that holds
     /// it back under this consumer's [`DeadEvents`] policy.
     pub(crate) fn push_unblocked(&self, q: &mut Sql, consumer: &str, row: &str) {
+        self.push_unblocked_but(q, consumer, row, Unless::Nothing);
+    }
+
+    /// [`push_unblocked`](Self::push_unblocked), except that the earlier deliveries `unless`
+    /// names do not hold `row` back.
+    pub(crate) fn push_unblocked_but(
+        &self,
+        q: &mut Sql,
+        consumer: &str,
+        row: &str,
+        unless: Unless<'_>,
+    ) {
         q.push("NOT EXISTS (SELECT 1 FROM distribute_deliveries p WHERE p.consumer = ")
             .bind(consumer)
             .push(&format!(
@@ -66,8 +78,36 @@ impl ConsumerConfig {
                  AND p.seq < {row}.seq AND p.state IN ("
             ))
             .bind_list(self.dead_events.holding_states())
-            .push("))");
+            .push(")");
+        match unless {
+            Unless::Nothing => {}
+            Unless::DueAt(now) => {
+                q.push(" AND NOT (p.state IN ");
+                push_claimable(q);
+                q.push(" AND p.available_at <= ").bind(now).push(")");
+            }
+            Unless::LeasedTo(owner) => {
+                q.push(" AND (p.lease_owner IS NULL OR p.lease_owner <> ")
+                    .bind(owner)
+                    .push(")");
+            }
+        }
+        q.push(")");
     }
+}
+
+/// Earlier deliveries that do not hold an event back, for [`ConsumerConfig::push_unblocked_but`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unless<'a> {
+    /// Every earlier open delivery holds it back.
+    Nothing,
+    /// Deliveries due at this time (ms) are taken by the same claim, in `seq` order: they do not
+    /// hold back the later events of their object, which may come in the same batch. (Otherwise
+    /// the events of a batch given back would come back one per object and claim, out of order
+    /// across objects.)
+    DueAt(i64),
+    /// Deliveries leased to this owner are in its own batch, handled before in `seq` order.
+    LeasedTo(&'a str),
 }
 
 /// `IN (..)` of the states a claim can take once due.

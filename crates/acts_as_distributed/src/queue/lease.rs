@@ -133,6 +133,11 @@ impl BatchLease {
         }
     }
 
+    /// The owner the lease is in the name of.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The worker's own view of the lease, which its handlers check before each event.
     pub(crate) fn deadline(&self) -> &Deadline {
         &self.deadline

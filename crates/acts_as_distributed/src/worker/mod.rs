@@ -24,7 +24,7 @@ use crate::queue::batch::{any_held, held_back, held_batches};
 use crate::queue::claim::Claimed;
 use crate::queue::claim::{ClaimRequest, claim};
 use crate::queue::consumer::register;
-use crate::queue::lease::Deadline;
+use crate::queue::lease::{BatchLease, Deadline};
 use crate::queue::position::{probe, tidy};
 use crate::queue::sequencer::{SEQUENCE_BATCH, sequence, sequence_all};
 use batch::{BatchRunner, Outcome};
@@ -32,6 +32,7 @@ use builder::WorkerOptions;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -481,20 +482,7 @@ impl Shared {
                 }
             }
         };
-        let (ready, deferred): (Vec<_>, Vec<_>) = claim
-            .events
-            .into_iter()
-            .partition(|c| !claim.deferred.contains(&c.object()));
-        let work = async {
-            let mut outcomes = self.batch.run(ready, lease.deadline(), abort).await;
-            if !deferred.is_empty() {
-                let more = self
-                    .run_deferred(deferred, &claim.behind, lease.deadline(), abort)
-                    .await;
-                outcomes.extend(more);
-            }
-            outcomes
-        };
+        let work = self.handle(claim.events, &claim.deferred, &claim.behind, &lease, abort);
         let outcomes = tokio::select! {
             outcomes = work => outcomes,
             never = renew => never,
@@ -568,39 +556,81 @@ impl Shared {
         }
     }
 
-    /// Handles the events whose objects also have events in other workers' batches (`behind`),
-    /// once those batches are settled; gives them back when they are not settled within one
-    /// lease, or when their objects are held back by then (an earlier event failed).
-    async fn run_deferred(
+    /// Handles a claimed batch. Events of objects that also have events in other workers'
+    /// batches (`deferred`, behind the batches `behind`) start only once those batches are
+    /// settled, and go back unhandled when their objects are held back by then. With concurrency
+    /// 1 the whole batch waits, so that it is handled in `seq` order across objects.
+    async fn handle(
         &self,
-        deferred: Vec<Claimed>,
+        events: Vec<Claimed>,
+        deferred: &HashSet<(String, String)>,
         behind: &[i64],
-        deadline: &Deadline,
+        lease: &BatchLease,
         abort: &CancellationToken,
     ) -> Vec<Outcome> {
-        let give_back =
-            |events: &[Claimed]| events.iter().map(|c| Outcome::Released(c.id)).collect();
-        match self.wait_settled(behind, Some(deadline), abort).await {
+        let deadline = lease.deadline();
+        if deferred.is_empty() {
+            return self.batch.run(events, deadline, abort).await;
+        }
+        let (mut now, waiting): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|c| !deferred.contains(&c.object()));
+        let mut outcomes = Vec::new();
+        if self.batch.concurrency > 1 {
+            outcomes = self
+                .batch
+                .run(std::mem::take(&mut now), deadline, abort)
+                .await;
+        }
+        let (free, given) = self.free_of(waiting, behind, lease, abort).await;
+        outcomes.extend(given);
+        now.extend(free);
+        outcomes.extend(self.batch.run(now, deadline, abort).await);
+        outcomes
+    }
+
+    /// Waits for the batches `behind` to be settled; returns the events of `waiting` free to
+    /// start then, and the outcomes of those given back (their objects held back, or the batches
+    /// not settled within one lease).
+    async fn free_of(
+        &self,
+        waiting: Vec<Claimed>,
+        behind: &[i64],
+        lease: &BatchLease,
+        abort: &CancellationToken,
+    ) -> (Vec<Claimed>, Vec<Outcome>) {
+        let give_back = |events: Vec<Claimed>| {
+            let outcomes = events.iter().map(|c| Outcome::Released(c.id)).collect();
+            (Vec::new(), outcomes)
+        };
+        match self
+            .wait_settled(behind, Some(lease.deadline()), abort)
+            .await
+        {
             Ok(true) => {}
-            Ok(false) => return give_back(&deferred),
+            Ok(false) => return give_back(waiting),
             Err(e) => {
                 tracing::warn!(error = %e, "checking other workers' batches failed");
-                return give_back(&deferred);
+                return give_back(waiting);
             }
         }
-        let ids: Vec<i64> = deferred.iter().map(|c| c.id).collect();
-        let check = held_back(&self.db, &self.consumer, &self.options.config, &ids);
+        let ids: Vec<i64> = waiting.iter().map(|c| c.id).collect();
+        let check = held_back(
+            &self.db,
+            &self.consumer,
+            lease.owner(),
+            &self.options.config,
+            &ids,
+        );
         let held = match self.bounded("a check of held objects", check).await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "checking held objects failed");
-                return give_back(&deferred);
+                return give_back(waiting);
             }
         };
         let (free, held): (Vec<_>, Vec<_>) =
-            deferred.into_iter().partition(|c| !held.contains(&c.id));
-        let mut outcomes = give_back(&held);
-        outcomes.extend(self.batch.run(free, deadline, abort).await);
-        outcomes
+            waiting.into_iter().partition(|c| !held.contains(&c.id));
+        (free, held.iter().map(|c| Outcome::Released(c.id)).collect())
     }
 }
