@@ -224,6 +224,8 @@ struct Poll {
     last_seen: i64,
     /// The last claim took events: claim again at once.
     busy: bool,
+    /// The last claim was full: a backlog is being drained.
+    backlog: bool,
     /// When the last probe ran.
     probed_at: Option<std::time::Instant>,
 }
@@ -352,6 +354,7 @@ impl Shared {
         let mut poll = Poll {
             last_seen: -1,
             busy: true,
+            backlog: false,
             probed_at: None,
         };
         while !stop.is_cancelled() {
@@ -363,6 +366,7 @@ impl Shared {
                     poll = Poll {
                         last_seen: -1,
                         busy: false,
+                        backlog: false,
                         probed_at: None,
                     };
                     None
@@ -386,14 +390,16 @@ impl Shared {
     /// One probe, and a claim when it may find work. Returns when the next retry or lease expiry
     /// is due.
     async fn step(&self, poll: &mut Poll, abort: &CancellationToken) -> Result<Option<Duration>> {
-        // A busy worker claims again at once and probes (and sequences) once per poll interval.
+        // Draining a backlog (its last batch was full), a worker claims again at once and probes
+        // (and sequences) once per poll interval.
         let probed_lately = poll
             .probed_at
             .is_some_and(|t| t.elapsed() < self.options.poll_interval);
-        if poll.busy && probed_lately {
+        if poll.backlog && probed_lately {
             let (n, again) = self.cycle(abort).await?;
             self.step_worked(n);
             poll.busy = again;
+            poll.backlog = n as u64 >= self.options.batch_size;
             return Ok(None);
         }
         poll.probed_at = Some(std::time::Instant::now());
@@ -419,6 +425,7 @@ impl Shared {
         let (n, again) = self.cycle(abort).await?;
         self.step_worked(n);
         poll.busy = again;
+        poll.backlog = n as u64 >= self.options.batch_size;
         // A due delivery that could not be taken (its lease was renewed meanwhile) must not make
         // the worker spin: wait for the poll interval.
         Ok(if n == 0 { None } else { p.next_due })
