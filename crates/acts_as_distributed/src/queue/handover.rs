@@ -1,6 +1,7 @@
 //! The snapshot hand-over: the events a copy of the source already contains are recorded as
 //! handled by the consumer that continues from the log, so they are not replayed.
 
+use super::position::position_sql;
 use super::sequencer::sequence_all;
 use super::state::DeliveryState;
 use crate::error::Result;
@@ -16,8 +17,11 @@ pub(crate) async fn unpassed_events<C: ConnectionTrait>(
     Ok(read
         .query_all_raw(stmt(
             read.get_database_backend(),
-            "SELECT e.id FROM distributes e, distribute_consumers c \
-             WHERE c.name = ? AND (e.seq IS NULL OR e.seq > c.position)",
+            &format!(
+                "SELECT e.id FROM distributes e, distribute_consumers c \
+                 WHERE c.name = ? AND (e.seq IS NULL OR e.seq > {})",
+                position_sql("c")
+            ),
             vec![consumer.into()],
         ))
         .await?
