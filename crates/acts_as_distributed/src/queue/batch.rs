@@ -145,27 +145,45 @@ pub(crate) async fn held_batches<C: ConnectionTrait>(db: &C, consumer: &str) -> 
         .collect()
 }
 
-/// Whether any of the batches named by `los` is still held under a lease that has not run out.
-pub(crate) async fn any_held<C: ConnectionTrait>(
+/// Where the batches named by `los` stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batches {
+    /// Every one is settled (its row is gone).
+    Settled,
+    /// Some are still leased.
+    Held,
+    /// None is leased, but some ran out without being settled: their worker stopped, and their
+    /// events come again (from a later claim), before the later events of their objects.
+    Abandoned,
+}
+
+/// Where the batches of `consumer` named by `los` stand.
+pub(crate) async fn batches_state<C: ConnectionTrait>(
     db: &C,
     consumer: &str,
     los: &[i64],
-) -> Result<bool> {
+) -> Result<Batches> {
     if los.is_empty() {
-        return Ok(false);
+        return Ok(Batches::Settled);
     }
     let b = db.get_database_backend();
-    let mut q = Sql::new("SELECT COUNT(*) FROM distribute_batches WHERE consumer = ");
+    let mut q = Sql::new(&format!(
+        "SELECT COUNT(*), COUNT(CASE WHEN leased_until > {} THEN 1 END) FROM distribute_batches WHERE consumer = ",
+        now_sql(b)
+    ));
     q.bind(consumer)
         .push(" AND lo IN (")
         .bind_list(los.iter().copied())
-        .push(&format!(") AND leased_until > {}", now_sql(b)));
-    let row = db.query_one_raw(q.build(b)).await?;
-    Ok(row
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0)
-        > 0)
+        .push(")");
+    let Some(row) = db.query_one_raw(q.build(b)).await? else {
+        return Ok(Batches::Settled);
+    };
+    let (present, held): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    Ok(match (present, held) {
+        (0, _) => Batches::Settled,
+        (_, 0) => Batches::Abandoned,
+        _ => Batches::Held,
+    })
 }
 
 /// Which of the events `ids` of `consumer` are held back now by an earlier unfinished delivery

@@ -20,7 +20,7 @@ pub use handler::{Handler, HandlerError};
 pub use retry::RetryPolicy;
 
 use crate::error::{Error, Result};
-use crate::queue::batch::{any_held, held_back, held_batches};
+use crate::queue::batch::{Batches, batches_state, held_back, held_batches};
 use crate::queue::claim::Claimed;
 use crate::queue::claim::{ClaimRequest, claim};
 use crate::queue::consumer::register;
@@ -537,8 +537,9 @@ impl Shared {
         )))
     }
 
-    /// Waits until the batches named by `behind` are settled (or their lease ran out); returns
-    /// whether they were within one lease (and while `deadline`, the worker's own lease, holds).
+    /// Waits until the batches named by `behind` are settled; returns whether they were, within
+    /// one lease and while `deadline` (the worker's own lease) holds. A batch whose lease ran out
+    /// unsettled (its worker stopped) ends the wait with `false`: its events come again first.
     async fn wait_settled(
         &self,
         behind: &[i64],
@@ -548,9 +549,13 @@ impl Shared {
         let waited = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            let check = any_held(&self.db, &self.consumer, behind);
-            if !self.bounded("a check of other batches", check).await? {
-                return Ok(true);
+            let check = batches_state(&self.db, &self.consumer, behind);
+            match self.bounded("a check of other batches", check).await? {
+                Batches::Settled => return Ok(true),
+                // Their events come again before the later events of their objects: what waits
+                // behind them must not go first.
+                Batches::Abandoned => return Ok(false),
+                Batches::Held => {}
             }
             if waited.elapsed() >= self.options.lease || deadline.is_some_and(|d| !d.holds()) {
                 return Ok(false);
