@@ -1153,3 +1153,45 @@ async fn hanging_child() {
         .spawn();
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bad rows (issue 15's probe)
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 15: "a row written with an explicit `seq` that collides with the sequencer's next value
+/// makes the sequencer fail on the unique index every poll, forever, and later events wait". A
+/// row written by hand with the `seq` the sequencer would give next: the sequencer numbers the
+/// other events above it, and every event is handled.
+#[tokio::test]
+async fn a_row_written_with_the_next_seq_does_not_stop_the_sequencer() {
+    let mut failures = Failures::default();
+    for backend in backends() {
+        let t = TestDb::new(&backend).await;
+        write_events(&t.db, &notes(["a", "c"])).await;
+        let first = all_ids(&t.db).await[0];
+        // The seq the sequencer gives the first event on a fresh table: its id.
+        t.db.execute_raw(sql(
+            &t.db,
+            "INSERT INTO distributes (distributed_type, distributed_id, action, changes, error, created_at, format, seq) \
+             SELECT distributed_type, 'b', action, changes, error, created_at, format, ? FROM distributes WHERE id = ?",
+            vec![first.into(), first.into()],
+        ))
+        .await
+        .expect("a row with an explicit seq");
+        let sequenced = Queue::new(t.db.clone()).sequence().await;
+        let seen = Seen::default();
+        let worker = polling_recording(&t.db, "replica", &seen)
+            .build()
+            .expect("build");
+        let handled = drain(&worker).await;
+        failures.check(
+            &backend,
+            sequenced.is_ok() && handled == 3,
+            format!(
+                "sequence: {sequenced:?}; handled {handled} of 3 events: {:?}",
+                seen.ids()
+            ),
+        );
+    }
+    failures.assert_none();
+}

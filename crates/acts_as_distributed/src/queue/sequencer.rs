@@ -47,10 +47,12 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64>
         vec![],
     ))
     .await?;
-    let last: i64 = txn
+    // Above every seq given, and above any seq a row was written with by hand (a collision
+    // with the unique index would fail every run, and later events would wait forever).
+    let row = txn
         .query_one_raw(stmt(
             b,
-            "SELECT last_seq FROM distribute_sequencer WHERE id = 1",
+            "SELECT last_seq, (SELECT MAX(seq) FROM distributes) FROM distribute_sequencer WHERE id = 1",
             vec![],
         ))
         .await?
@@ -58,8 +60,10 @@ pub(crate) async fn sequence(db: &DatabaseConnection, limit: u64) -> Result<u64>
             Error::Db(DbErr::Custom(
                 "distribute_sequencer has no row: rerun the queue migration".into(),
             ))
-        })?
-        .try_get_by_index(0)?;
+        })?;
+    let given: i64 = row.try_get_by_index(0)?;
+    let written: Option<i64> = row.try_get_by_index(1)?;
+    let last = given.max(written.unwrap_or(0));
     let numbered = if backend::writes_by_key(&txn) {
         number_by_key(&txn, last, limit).await?
     } else {
