@@ -33,12 +33,16 @@ pub(crate) async fn advance<C: ConnectionTrait>(db: &C, consumer: &str) -> Resul
     Ok(())
 }
 
-/// What an idle worker tidies: the position moved (over events outside the filter, say), the
-/// `done` delivery rows it has passed deleted (a snapshot's hand-over writes them), and the
-/// deliveries whose event is gone forgotten (see [`forget_orphans`]). Returns how many rows it
-/// deleted.
-pub(crate) async fn tidy(db: &DatabaseConnection, consumer: &str) -> Result<u64> {
+/// What an idle worker tidies: the position moved (over events outside the filter, say) and,
+/// with `sweep`, the `done` delivery rows it has passed deleted (a snapshot's hand-over writes
+/// them) and the deliveries whose event is gone forgotten (see [`forget_orphans`]). The sweep
+/// scans, so workers run it about once a minute, not on every idle poll. Returns how many rows
+/// it deleted.
+pub(crate) async fn tidy(db: &DatabaseConnection, consumer: &str, sweep: bool) -> Result<u64> {
     advance(db, consumer).await?;
+    if !sweep {
+        return Ok(0);
+    }
     let passed = db
         .execute_raw(stmt(
             db.get_database_backend(),

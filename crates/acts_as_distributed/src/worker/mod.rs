@@ -41,6 +41,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+/// How often an idle worker sweeps its consumer's finished and orphaned delivery rows.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// A consumer of `distributes`, configured by [`Worker::builder`].
 ///
 /// ```no_run
@@ -77,6 +80,8 @@ struct Shared {
     crowded: AtomicBool,
     /// Claims it considered giving up to other workers' batches.
     yields: AtomicU32,
+    /// When it last swept its consumer's finished and orphaned delivery rows.
+    swept_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -252,6 +257,7 @@ impl Shared {
             health: Mutex::new(WorkerHealth::default()),
             crowded: AtomicBool::new(false),
             yields: AtomicU32::new(0),
+            swept_at: Mutex::new(None),
         }
     }
 
@@ -469,8 +475,16 @@ impl Shared {
         if n == 0 {
             // Nothing to handle; still move the position over events outside the filter or
             // parked, so that it keeps up (and pruning with it).
+            let sweep = {
+                let mut at = self.swept_at.lock().unwrap_or_else(|p| p.into_inner());
+                let due = at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
+                if due {
+                    *at = Some(std::time::Instant::now());
+                }
+                due
+            };
             let tidied = self
-                .bounded("tidying", tidy(&self.db, &self.consumer))
+                .bounded("tidying", tidy(&self.db, &self.consumer, sweep))
                 .await?;
             let n = claim.parked + tidied as usize;
             return Ok((n, n > 0));
