@@ -362,11 +362,15 @@ pub(crate) async fn claim(db: &DatabaseConnection, req: &ClaimRequest<'_>) -> Re
 
     // Objects with events in other workers' batches wait for those batches to be settled.
     let busy = objects_in(&txn, req.config, &others).await?;
-    let deferred: HashSet<(String, String)> = claimed
-        .iter()
-        .map(Claimed::object)
-        .filter(|o| busy.contains(o))
-        .collect();
+    let deferred: HashSet<(String, String)> = if busy.is_empty() {
+        HashSet::new()
+    } else {
+        claimed
+            .iter()
+            .map(Claimed::object)
+            .filter(|o| busy.contains(o))
+            .collect()
+    };
     txn.commit().await?;
 
     let seqs: HashMap<i64, (i64, String, String)> = claimed

@@ -241,7 +241,9 @@ impl BatchLease {
                         dead.push(*id);
                     }
                 }
-                other => new_rows.push(other),
+                // Events of the batch row (every one has its `seq` and object in `held`).
+                other if self.held.events.contains_key(&other.id()) => new_rows.push(other),
+                _ => {}
             }
         }
         if !done.is_empty() {
@@ -264,9 +266,7 @@ impl BatchLease {
             );
             for (i, outcome) in chunk.iter().enumerate() {
                 let id = outcome.id();
-                let Some((seq, ty, oid)) = self.held.events.get(&id) else {
-                    continue;
-                };
+                let (seq, ty, oid) = &self.held.events[&id];
                 let (state, attempts, delay, error) = match outcome {
                     Outcome::Failed {
                         retry_in: Some(d),
